@@ -47,8 +47,43 @@ def resolve_methods(spec: str) -> list[str]:
     return names
 
 
+# set by the benchmark itself for every fit; a user's value would be silently replaced or collide
+RESERVED_TRAINER_ARGS = frozenset({"max_epochs", "callbacks", "logger", "enable_checkpointing", "enable_progress_bar",
+                                   "enable_model_summary", "num_sanity_val_steps"})
+
+
+def parse_devices(text: str) -> int | str:
+    """``--devices 2`` -> 2; ``auto``, ``0,1`` (device ids) and ``-1`` (all) as Lightning takes them."""
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def trainer_arguments(args: argparse.Namespace) -> dict:
+    """The Lightning Trainer arguments for every fit: the named options, then ``--trainer KEY=VALUE``
+    (values read as YAML, so ``true``, ``1.0`` and ``[0, 1]`` arrive typed)."""
+    import yaml
+
+    kwargs: dict = {"accelerator": args.accelerator, "devices": parse_devices(args.devices)}
+    if args.strategy is not None:
+        kwargs["strategy"] = args.strategy
+    if args.num_nodes is not None:
+        kwargs["num_nodes"] = args.num_nodes
+    if args.precision is not None:
+        kwargs["precision"] = args.precision
+    for item in args.trainer or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"--trainer takes KEY=VALUE (a Lightning Trainer argument), got {item!r}")
+        if key in RESERVED_TRAINER_ARGS:
+            raise ValueError(f"--trainer {key}: the benchmark sets {key} itself for every fit")
+        kwargs[key] = yaml.safe_load(value)
+    return kwargs
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from benchmark.distributed import is_writer
     from benchmark.runner import run_benchmark  # imports Lightning: only when running
+    from benchmark.shard import Shard
 
     for module in args.plugin or []:
         load_plugin(module)
@@ -60,20 +95,24 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     options = AttackOptions(neighbours=args.neighbours, nn_feature=args.nn_feature, mia_signal=args.mia_signal,
                             per_example_variance=args.per_example_variance)
     methods = resolve_methods(args.methods)
-    trainer_kwargs = {"accelerator": args.accelerator, "devices": args.devices}
+    trainer_kwargs = trainer_arguments(args)
+    shard = Shard.parse(args.shard)
     summary = run_benchmark(preset, methods, forget_classes=parse_forget_classes(args.forget_classes),
                             seeds=args.seeds, out_dir=args.out, cache_dir=args.cache, data_root=args.data_root,
                             trainer_kwargs=trainer_kwargs, options=options, console=console if not args.quiet else None,
-                            show_progress=not args.quiet)
+                            show_progress=not args.quiet, command=args.command_line, shard=shard)
+    failed = [r for r in summary.rows if r["status"] == "failed"]
+    if not is_writer():  # every rank ran the grid; rank 0 reports it
+        return 1 if failed else 0
     rows = read_rows(Path(summary.out_dir) / RESULTS_FILE)
     for table in rich_tables([r for r in rows if r["preset"] == preset.name]):
         console.print(table)
-    failed = [r for r in summary.rows if r["status"] == "failed"]
     for row in failed:
         where = f"{row['method']} forget {row['forget_classes']} seed {row['seed']} failed: "
         console.print(Text(where, style="red") + Text(row["error"]))
+    others = f", {summary.other_shards} cells left to other shards" if summary.other_shards else ""
     console.print(f"{len(summary.rows)} new rows ({summary.skipped} cells already done, "
-                  f"{summary.trained_models} models trained) -> {Path(summary.out_dir) / RESULTS_FILE}")
+                  f"{summary.trained_models} models trained{others}) -> {Path(summary.out_dir) / RESULTS_FILE}")
     return 1 if failed else 0
 
 
@@ -132,8 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="MIA-efficacy signal (default confidence)")
     run.add_argument("--per-example-variance", action="store_true",
                      help="U-LiRA: a variance per example instead of one pooled variance")
-    run.add_argument("--accelerator", default="cpu", help="Lightning accelerator (default cpu)")
-    run.add_argument("--devices", default=1, type=int, help="Lightning devices (default 1)")
+    run.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto, ... (default cpu)")
+    run.add_argument("--devices", default="1", help="devices per node: a count, ids '0,1', or auto (default 1)")
+    run.add_argument("--strategy", help="Lightning strategy, e.g. ddp for several devices (default: Lightning's)")
+    run.add_argument("--num-nodes", type=int, help="machines of a multi-node run (default 1)")
+    run.add_argument("--precision", help="Lightning precision, e.g. 16-mixed, bf16-mixed (default 32-true)")
+    run.add_argument("--trainer", action="append", metavar="KEY=VALUE",
+                     help="any further Lightning Trainer argument for every fit, e.g. sync_batchnorm=true (repeatable)")
+    run.add_argument("--shard", metavar="I/N",
+                     help="run only shard I (0-based) of N disjoint parts of the grid, e.g. $SLURM_ARRAY_TASK_ID/8")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
 
@@ -150,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["bench", *argv])
     # wide tables when piped to a file or CI log; the terminal's own width otherwise
     console = Console() if sys.stdout.isatty() else Console(width=200)
     try:

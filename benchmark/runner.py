@@ -28,8 +28,10 @@ import benchmark
 from attacks import ALL_CALLBACKS, AttackOptions, CellContext, lazy
 from benchmark.bank import ModelBank, derive_seed
 from benchmark.cache import ModelCache, config_hash
+from benchmark.distributed import agree, is_writer, rendezvous
 from benchmark.outputs import Outputs, OutputsProvider
 from benchmark.preset import Preset
+from benchmark.shard import Shard
 from benchmark.store import ResultStore, finite_metrics
 from benchmark.trainer import make_trainer
 from datamodules import get_datamodule_class
@@ -45,6 +47,7 @@ class GridSummary:
     skipped: int = 0
     trained_models: int = 0
     out_dir: Path | None = None
+    other_shards: int = 0  # cells of the grid that other shards run
 
 
 def build_datamodule(preset: Preset, seed: int, forget_classes: Sequence[int] | None = None,
@@ -111,10 +114,11 @@ def cell_config(preset: Preset, method: UnlearningMethod, dm: UnlearningDataModu
 
 def unlearned_shadow_outputs(preset: Preset, name: str, dm: UnlearningDataModule, bank: ModelBank,
                              outputs: OutputsProvider, cell_key: str, *, trainer_kwargs=None,
-                             progress=None) -> list[Outputs]:
+                             progress=None, indices: Sequence[int] | None = None) -> list[Outputs]:
     """The S in-shadows unlearned with the method under test, same hyperparameters, own seeds.
 
     Outputs are cached under (shadow, cell configuration), so a re-run unlearns nothing again.
+    ``indices`` (default 1..S) picks some of them: shards share one cell's shadow fits out.
     """
 
     def unlearn_shadow(index: int) -> nn.Module:
@@ -127,12 +131,13 @@ def unlearned_shadow_outputs(preset: Preset, name: str, dm: UnlearningDataModule
 
     return [outputs.of(functools.partial(unlearn_shadow, i), f"{name} shadow {i}",
                        cached_key=config_hash({"unlearned_shadow": bank.key("original", i), "cell": cell_key}))
-            for i in range(1, preset.bank.shadows + 1)]
+            for i in (indices if indices is not None else range(1, preset.bank.shadows + 1))]
 
 
 def run_cell(preset: Preset, name: str, dm: UnlearningDataModule, bank: ModelBank, outputs: OutputsProvider,
              original: nn.Module, oracle: nn.Module, oracle_meta: dict[str, Any], *, done: set[str],
-             options: AttackOptions | None = None, trainer_kwargs=None, progress=None) -> dict[str, Any] | None:
+             options: AttackOptions | None = None, trainer_kwargs=None, progress=None,
+             command: str = "") -> dict[str, Any] | None:
     """Unlearn one method in one cell, run every metric and attack, and return its row
     (None if its row already exists)."""
     method = instantiate_method(name, copy.deepcopy(original), preset, dm,
@@ -155,10 +160,14 @@ def run_cell(preset: Preset, name: str, dm: UnlearningDataModule, bank: ModelBan
         "metrics": {}, "oracle": {}, "hparams": method.method_hparams(), "config_hash": key,
         "split_hash": dm.split_hash, "version": benchmark.__version__, "started": _now(), "finished": "",
         "bank": {"references": preset.bank.references, "shadows": preset.bank.shadows},
-        "split": dm.manifest()["sizes"],
+        "split": dm.manifest()["sizes"], "command": command,
     }
     start = time.perf_counter()
     try:
+        # the bank and the unlearned shadows first, outside the cell's fit: a fit nested in a callback of
+        # another would leave the ranks of a multi-device run at different collectives
+        for need in (context.references, context.retrain_shadows, context.method_shadows):
+            need()
         callbacks = [cls(context) for cls in ALL_CALLBACKS]
         seconds = unlearn(method, dm, callbacks=callbacks, trainer_kwargs=trainer_kwargs,
                           progress=progress, description=f"{name} forget {list(dm.forget_classes)}")
@@ -177,12 +186,47 @@ def run_cell(preset: Preset, name: str, dm: UnlearningDataModule, bank: ModelBan
     return row
 
 
+def bank_members(preset: Preset) -> list[tuple[str, int]]:
+    """Every (role, index) of one group's bank that a cell reads (see :mod:`benchmark.bank`)."""
+    m, s = preset.bank.references, preset.bank.shadows
+    return [("original", i) for i in range(s + 1)] + [("retrained", i) for i in range(m + s + 2)]
+
+
+def fit_share(shard: Shard, start: int, preset: Preset, methods: Sequence[str], dm: UnlearningDataModule,
+              bank: ModelBank, outputs: OutputsProvider, *, done: set[str], options: AttackOptions | None,
+              trainer_kwargs=None, progress=None) -> int:
+    """Train this shard's share of one group's bank models and unlearned shadows; return the next position.
+
+    Every shard lists the same fits in the same order (bank first, then each unfinished cell's shadows),
+    numbered on from ``start`` across groups so that small groups still spread over all shards, and
+    fits those at its positions. Their outputs land in the cache, where the cells of every shard find
+    them; a fit whose owner has not got to it yet is done by whichever shard needs it first (locks).
+    """
+    fits = [functools.partial(bank.outputs, outputs, role, index) for role, index in bank_members(preset)]
+    for name in methods:
+        method = instantiate_method(name, nn.Linear(1, dm.num_classes), preset, dm, seed=0)
+        key = config_hash(cell_config(preset, method, dm, options or AttackOptions()))
+        if key not in done:
+            fits += [functools.partial(unlearned_shadow_outputs, preset, name, dm, bank, outputs, key,
+                                       trainer_kwargs=trainer_kwargs, progress=progress, indices=[index])
+                     for index in range(1, preset.bank.shadows + 1)]
+    for position, fit in enumerate(fits, start):
+        if shard.owns(position):
+            fit()
+    return start + len(fits)
+
+
 def run_benchmark(preset: Preset, methods: Sequence[str], *, forget_classes: Sequence[Sequence[int]] | None = None,
                   seeds: Sequence[int] | None = None, out_dir: str | Path | None = None,
                   cache_dir: str | Path | None = None, data_root: str | None = None,
                   trainer_kwargs: dict[str, Any] | None = None, options: AttackOptions | None = None,
-                  console: Console | None = None, show_progress: bool = True) -> GridSummary:
+                  console: Console | None = None, show_progress: bool = True, command: str = "",
+                  shard: Shard | None = None) -> GridSummary:
     """Run the grid and append one row per new cell to ``out_dir/results.jsonl``.
+
+    Under a multi-process Trainer setting (``strategy="ddp"``, several devices or nodes) every process
+    runs this same function; rank 0 alone writes. With ``shard``, only that shard's cells get rows, and
+    the shard also trains its share of every group's bank and unlearned shadows (see :mod:`benchmark.shard`).
 
     Args:
         preset: the loaded preset.
@@ -196,6 +240,8 @@ def run_benchmark(preset: Preset, methods: Sequence[str], *, forget_classes: Seq
         options: attack settings (SPEC defaults when None).
         console: where progress goes.
         show_progress: draw progress bars.
+        command: the command line that started the run, recorded in every row (the leaderboard quotes it).
+        shard: the part of the grid this job runs (default: all of it).
     """
     out_dir = Path(out_dir or Path("runs") / preset.name)
     cache = ModelCache(cache_dir or Path("runs") / "cache")
@@ -203,11 +249,18 @@ def run_benchmark(preset: Preset, methods: Sequence[str], *, forget_classes: Seq
     fc_sets = [tuple(fc) for fc in (forget_classes or preset.forget_classes)]
     seeds = list(seeds if seeds is not None else preset.seeds)
     summary = GridSummary(out_dir=out_dir)
-    done = store.finished_hashes()
+    shard = shard or Shard()
+    rendezvous(trainer_kwargs)  # every rank exists before the disk is read, so each answer can be shared
+    done = agree(store.finished_hashes)
+    positions = {cell: i for i, cell in enumerate((seed, fc, name) for seed in seeds for fc in fc_sets
+                                                  for name in methods)}
+    summary.other_shards = sum(not shard.owns(i) for i in positions.values())
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console or Console(stderr=True), disable=not show_progress, transient=False)
+                        console=console or Console(stderr=True), disable=not show_progress or not is_writer(),
+                        transient=False)
+    units = 0  # position of the next bank or shadow fit in the whole grid, for sharing them out
     with progress:
-        grid = progress.add_task(f"[bold]{preset.name}[/]: cells", total=len(seeds) * len(fc_sets) * len(methods))
+        grid = progress.add_task(f"[bold]{preset.name}[/]: cells", total=len(positions) - summary.other_shards)
         for seed in seeds:
             base_dm = build_datamodule(preset, seed, fc_sets[0], data_root)
             for fc in fc_sets:
@@ -216,17 +269,24 @@ def run_benchmark(preset: Preset, methods: Sequence[str], *, forget_classes: Seq
             for fc in fc_sets:
                 dm = base_dm.with_forget_classes(fc)
                 bank = ModelBank(preset, dm, cache, trainer_kwargs=trainer_kwargs, progress=progress)
+                outputs = OutputsProvider(dm, cache)
+                mine = [name for name in methods if shard.owns(positions[seed, fc, name])]
+                if not shard.whole:
+                    units = fit_share(shard, units, preset, methods, dm, bank, outputs, done=done,
+                                      options=options, trainer_kwargs=trainer_kwargs, progress=progress)
+                if not mine:
+                    continue
                 original, _ = bank.original()
                 oracle, oracle_meta = bank.oracle()
-                outputs = OutputsProvider(dm, cache)
-                for name in methods:
+                for name in mine:
                     progress.update(grid, description=f"[bold]{preset.name}[/]: {name} forget {list(fc)} seed {seed}")
                     row = run_cell(preset, name, dm, bank, outputs, original, oracle, oracle_meta, done=done,
-                                   options=options, trainer_kwargs=trainer_kwargs, progress=progress)
+                                   options=options, trainer_kwargs=trainer_kwargs, progress=progress, command=command)
                     if row is None:
                         summary.skipped += 1
                     else:
-                        store.append(row)
+                        if is_writer():
+                            store.append(row)
                         summary.rows.append(row)
                     progress.advance(grid)
         progress.update(grid, description=f"[bold]{preset.name}[/]: done")
