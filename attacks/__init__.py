@@ -12,6 +12,6 @@ from attacks.ulira import ULiRA
 
 ALL_CALLBACKS = (Accuracy, MIAEfficacy, TVDistance, MIANN, ULiRA, SimilarityFidelity, ForgetDestination)
 
-__all__ = ["ALL_CALLBACKS", "METRICS", "MIANN", "Accuracy", "AttackOptions", "CellContext", "ForgetDestination", "MIAEfficacy",
-           "MetricCallback", "MetricInfo", "SimilarityFidelity", "TVDistance", "ULiRA", "accuracy", "accuracy_metrics",
-           "lazy", "similarity_fidelity"]
+__all__ = ["ALL_CALLBACKS", "METRICS", "MIANN", "Accuracy", "AttackOptions", "CellContext", "ForgetDestination",
+           "MIAEfficacy", "MetricCallback", "MetricInfo", "SimilarityFidelity", "TVDistance", "ULiRA", "accuracy",
+           "accuracy_metrics", "lazy", "similarity_fidelity"]
