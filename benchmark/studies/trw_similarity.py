@@ -100,13 +100,19 @@ def temperature_records(grid, cache, representation, pca_dim, trainer_kwargs=Non
 
 
 def best_representation(fidelity: list[dict]) -> tuple[str, int | None]:
-    """The (representation, PCA dimension) of the highest mean fidelity over every cell of both presets."""
-    overall = {}
+    """The simplest (representation, PCA dimension) whose mean fidelity over every cell of both presets is
+    within one standard error of the highest mean (the one-standard-error rule: differences smaller than
+    the cell-to-cell noise do not justify an extra choice). Simplest: no PCA before any PCA, then a smaller
+    dimension, then the order of ``REPRESENTATIONS``."""
+    stats = {}
     for rep, dim in itertools.product(REPRESENTATIONS, PCA_DIMS):
         values = [r["fidelity"] for r in fidelity if (r["representation"], r["pca_dim"]) == (rep, dim)]
         if values:
-            overall[(rep, dim)] = statistics.fmean(values)
-    return max(overall, key=overall.get)
+            se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+            stats[(rep, dim)] = (statistics.fmean(values), se)
+    top_mean, top_se = max(stats.values())
+    eligible = [choice for choice, (mean, _) in stats.items() if mean >= top_mean - top_se]
+    return min(eligible, key=lambda c: (c[1] is not None, c[1] or 0, REPRESENTATIONS.index(c[0])))
 
 
 def print_tables(fidelity: list[dict], temps: list[dict]) -> None:
@@ -121,8 +127,12 @@ def print_tables(fidelity: list[dict], temps: list[dict]) -> None:
     print("| preset | representation | PCA dim | fidelity (mean ± std) | cells |\n|---|---|---|---|---:|")
     for (name, rep, dim), rs in grouped(fidelity, "preset", "representation", "pca_dim").items():
         print(f"| {name} | {rep} | {dim or 'all'} | {mean_std([r['fidelity'] for r in rs])} | {cells_of(rs)} |")
+    overall = grouped(fidelity, "representation", "pca_dim")
+    (top_rep, top_dim), top = max(overall.items(), key=lambda kv: statistics.fmean(r["fidelity"] for r in kv[1]))
     best_rep, best_dim = best_representation(fidelity)
-    print(f"\nBest over both presets: representation={best_rep}, pca_dim={best_dim}\n")
+    print(f"\nHighest mean over both presets: representation={top_rep}, pca_dim={top_dim} "
+          f"({mean_std([r['fidelity'] for r in top])}, {cells_of(top)} cells).")
+    print(f"Chosen (simplest within one standard error of it): representation={best_rep}, pca_dim={best_dim}\n")
     if not temps:
         return
     print("## Part 2: temperature (TRW's TV to the oracle on D_f and its MIA-NN)\n")
