@@ -1,8 +1,14 @@
+import csv
+import io
+import json
 import statistics
+from pathlib import Path
 
 import pytest
 
-from benchmark.leaderboard import aggregate, cell_gaps, render_markdown
+from benchmark.cli import figure_links, main
+from benchmark.leaderboard import aggregate, best_methods, cell_gaps, render_csv, render_json, render_markdown
+from benchmark.store import read_rows
 
 
 def row(method, fc, seed, metrics, oracle, status="ok"):
@@ -48,10 +54,79 @@ def test_oracle_row_first_deduplicated_and_ordering_by_gap():
 
 def test_single_cell_std_is_zero_and_markdown_is_deterministic():
     text = render_markdown(ROWS[:1], command="bench leaderboard --runs x")
-    assert "| ft | 1 | 90.00 ± 0.00 |" in text
+    assert "| ft | 1 | **90.00 ± 0.00** |" in text  # the only contender is the best
     assert "`bench leaderboard --runs x`" in text and "2026-01-01" in text
     assert render_markdown(ROWS[:1], command="bench leaderboard --runs x") == text
 
 
 def test_empty_rows_render_a_hint():
     assert "bench run" in render_markdown([])
+
+
+def test_best_is_nearest_the_oracle_for_scores_and_lowest_for_gaps_baselines_excluded():
+    oracle = {"UA": 100.0, "TA": 97.0, "MIA_NN": 55.0, "ULiRA": 50.0}
+    rows = [row("a", [3], 0, {"UA": 96.0, "TA": 99.0, "MIA_NN": 60.0, "ULiRA": 70.0}, oracle),
+            row("b", [3], 0, {"UA": 99.0, "TA": 90.0, "MIA_NN": 52.0, "ULiRA": 80.0}, oracle),
+            row("retrain", [3], 0, dict(oracle), oracle), row("original", [3], 0, {"UA": 0.0, "TA": 97.0}, oracle)]
+    table = aggregate(rows)["p"]
+    assert best_methods(table, "UA") == {"b"}  # |99-100| < |96-100|; retrain (0 away) is a baseline
+    assert best_methods(table, "TA") == {"a"}  # |99-97| < |90-97|, although 99 is not the highest possible
+    assert best_methods(table, "MIA_NN") == {"b"}  # |52-55| < |60-55|: nearest, not lowest
+    # privacy gaps: a = (5 + 20) / 2 = 12.5, b = (3 + 30) / 2 = 16.5
+    assert best_methods(table, "privacy_gap") == {"a"}
+    assert [s.method for s in table] == ["oracle", "retrain", "a", "b", "original"]  # sorted by privacy gap
+    text = render_markdown(rows)
+    assert "| b | 1 | **99.00 ± 0.00** |" in text and "| retrain | 1 | 100.00 ± 0.00 |" in text
+
+
+def test_ties_at_printed_precision_are_all_marked():
+    oracle = {"UA": 100.0}
+    rows = [row("a", [3], 0, {"UA": 98.001}, oracle), row("b", [3], 0, {"UA": 98.0}, oracle)]
+    assert best_methods(aggregate(rows)["p"], "UA") == {"a", "b"}
+
+
+def test_csv_and_json_hold_the_same_aggregation_as_the_markdown():
+    table = {s.method: s for s in aggregate(ROWS)["p"]}
+    records = list(csv.DictReader(io.StringIO(render_csv(ROWS))))
+    assert [r["method"] for r in records] == [s for s in table]
+    ft = next(r for r in records if r["method"] == "ft")
+    assert float(ft["UA_mean"]) == 85.0 and float(ft["UA_std"]) == pytest.approx(statistics.stdev([90.0, 80.0]))
+    document = json.loads(render_json(ROWS))
+    assert document["methods"][0]["method"] == "oracle" and document["methods"][0]["cells"] == 2
+    assert document["provenance"]["p"]["seeds"] == [0, 1] and document["provenance"]["p"]["rows"] == 4
+
+
+def test_commands_that_wrote_the_rows_are_listed_under_the_table():
+    rows = [r | {"command": f"bench run --seeds {r['seed']}"} for r in ROWS]
+    text = render_markdown(rows)
+    assert "`bench run --seeds 0`" in text and "`bench run --seeds 1`" in text
+    assert "The 2 commands that wrote the rows" in text
+
+
+def test_leaderboard_command_writes_markdown_exports_and_figures(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    diagnostics = {"forget_destination": {"method": [0.1] * 10, "oracle": [0.2] * 10},
+                   "ulira_scores": {"method": [1.0, 2.0], "oracle": [-1.0, 0.5]}}
+    rows = [r | {"diagnostics": diagnostics, "metrics": r["metrics"] | {"MIA_NN": 60.0, "ULiRA": 55.0},
+                 "oracle": r["oracle"] | {"MIA_NN": 50.0, "ULiRA": 50.0}} for r in ROWS]
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "board" / "leaderboard.md"
+    assert main(["leaderboard", "--runs", str(run), "--output", str(out)]) == 0
+    for name in ("leaderboard.csv", "leaderboard.json", "leaderboard-privacy-vs-accuracy.png",
+                 "leaderboard-forget-destination.png", "leaderboard-ulira-scores.png"):
+        assert (out.parent / name).stat().st_size > 0, name
+    assert "](leaderboard-forget-destination.png)" in out.read_text()
+    assert main(["leaderboard", "--runs", str(run), "--output", str(out), "--check"]) == 0
+    out.with_suffix(".csv").write_text("edited by hand\n")
+    assert main(["leaderboard", "--runs", str(run), "--output", str(out), "--check"]) == 1
+
+
+def test_committed_leaderboard_is_reproduced_from_the_committed_rows():
+    root = Path(__file__).resolve().parents[1]
+    runs = [root / "benchmark" / "results" / p for p in ("digits", "mnist5k")]
+    rows = [r for d in runs for r in read_rows(d / "results.jsonl")]
+    command = "bench leaderboard --runs benchmark/results/digits benchmark/results/mnist5k"
+    assert render_markdown(rows, command=command, figures=figure_links()) == (root / "leaderboard.md").read_text()
+    assert render_csv(rows) == (root / "leaderboard.csv").read_text()
+    assert render_json(rows) == (root / "leaderboard.json").read_text()
