@@ -19,6 +19,7 @@ from benchmark.cache import ModelCache, config_hash
 from benchmark.models import build_model
 from benchmark.outputs import Outputs, OutputsProvider
 from benchmark.preset import Preset
+from benchmark.stacked import fit_stack, stack_refusal
 from benchmark.training import fit_classifier, seeded_build
 from datamodules.base import UnlearningDataModule
 
@@ -67,20 +68,76 @@ class ModelBank:
         """A bank model's outputs, from the cache when they exist (the model is then never loaded)."""
         return provider.of(lambda: self._get(role, index)[0], f"{role}/{index}", cached_key=self.key(role, index))
 
-    def _get(self, role: str, index: int) -> tuple[nn.Module, dict[str, Any]]:
-        config = self._config(role, index)
-        seed = derive_seed(self.dm.seed, role, index)
+    def member_seed(self, role: str, index: int) -> int:
+        """The seed of a bank model's initial weights and batch order."""
+        return derive_seed(self.dm.seed, role, index)
+
+    def member_loader(self, role: str, index: int):
+        """The model's own shuffled loader: D for originals and in-shadows, D_r for retrained models."""
         split = "D" if role == "original" else "D_r"
+        return self.dm.loader(split, shuffle=True, batch_size=self.preset.train.batch_size,
+                              seed=self.member_seed(role, index))
+
+    def _get(self, role: str, index: int) -> tuple[nn.Module, dict[str, Any]]:
+        seed = self.member_seed(role, index)
         name = {"original": "original" if index == 0 else f"in-shadow {index}",
                 "retrained": "oracle" if index == 0 else f"reference {index}"}[role]
 
         def train(model: nn.Module) -> dict[str, Any]:
-            loader = self.dm.loader(split, shuffle=True, batch_size=self.preset.train.batch_size, seed=seed)
-            return fit_classifier(model, loader, self.preset.train, seed=seed, trainer_kwargs=self.trainer_kwargs,
-                                  progress=self.progress, description=f"train {name}")
+            return fit_classifier(model, self.member_loader(role, index), self.preset.train, seed=seed,
+                                  trainer_kwargs=self.trainer_kwargs, progress=self.progress,
+                                  description=f"train {name}")
 
-        model, meta = self.cache.get_or_train(config, seeded_build(self.new_model, seed), train)
+        model, meta = self.cache.get_or_train(self._config(role, index), seeded_build(self.new_model, seed), train)
         return model.eval(), meta
+
+    def stackable(self) -> list[list[tuple[str, int]]]:
+        """The bank's models that may train as one group, one group per training split (D, then D_r).
+
+        The oracle is trained alone: its ``train_time_s`` is the denominator of every row's ``time_ratio``,
+        so it must be the wall time of one model trained alone, not a share of a group.
+        """
+        bank = self.preset.bank
+        retrained = bank.references + bank.shadows + 1  # references, then the oracle's U-LiRA models
+        return [[("original", i) for i in range(bank.shadows + 1)],
+                [("retrained", i) for i in range(1, retrained + 1)]]
+
+    def train_missing(self, max_stack: int = 32) -> int:
+        """Train every groupable bank model the cache lacks, in groups; return how many.
+
+        A group trains its members in one Lightning loop, each with the initial weights, batches and order
+        of its own sequential fit and with the same arithmetic, so each ends bit for bit as that fit would
+        (see :mod:`benchmark.stacked`); it is stored exactly as :meth:`_get` would store it (same key, files
+        and configuration), so later lookups load it and cached weights do not change. Models that cannot
+        be grouped exactly (augmentation, dropout, several devices: :func:`stack_refusal`) are left to the
+        usual one-by-one fit.
+        """
+        if stack_refusal(self.new_model(), augment=self.dm.augment, trainer_kwargs=self.trainer_kwargs):
+            return 0
+        trained = 0
+        for group in self.stackable():
+            missing = [m for m in group if not self._is_cached(*m)]
+            for start in range(0, len(missing), max_stack):
+                trained += self._train_stack(missing[start:start + max_stack])
+        return trained
+
+    def _is_cached(self, role: str, index: int) -> bool:
+        # ModelCache has no public "exists" yet; the weights file's JSON record is what marks a finished entry
+        return self.cache._paths(self.key(role, index), "models")[1].exists()
+
+    def _train_stack(self, members: list[tuple[str, int]]) -> int:
+        if not members:
+            return 0
+        models = [seeded_build(self.new_model, self.member_seed(*m))() for m in members]
+        seconds = fit_stack(models, [self.member_loader(*m) for m in members], self.preset.train,
+                            seed=self.member_seed(*members[0]), trainer_kwargs=self.trainer_kwargs,
+                            progress=self.progress, description=f"train {len(members)} bank models as one group")
+        # A member's train_time_s is its share of the group's wall time (the group's time divided by its size);
+        # stack_size says so.
+        meta = {"train_time_s": seconds / len(models), "epochs": self.preset.train.epochs, "stack_size": len(models)}
+        for member, model in zip(members, models, strict=True):
+            self.cache.get_or_train(self._config(*member), lambda model=model: model, lambda _model: dict(meta))
+        return len(models)
 
     def original(self) -> tuple[nn.Module, dict[str, Any]]:
         """theta_0: trained on D (independent of the forget classes)."""

@@ -5,12 +5,18 @@ model, recipe, seed, role, forget classes where relevant), so a changed configur
 a stale artefact. An entry is two files: ``<key>.pt`` (the weights) and ``<key>.json`` (the
 configuration, training metadata and the weights' sha256), the JSON written last. An entry whose
 checksum does not match is rebuilt with a warning, never loaded.
+
+Several processes may share one cache: the ranks of a multi-device run (rank 0 alone reads the disk and
+writes; every rank gets its answer, see :mod:`benchmark.distributed`) and the shards of a grid (a lock
+file per entry, see :mod:`benchmark.locks`: the first shard to need a model trains it, the others wait
+for the entry and load it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +25,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from benchmark.atomic import torch_load_checked, torch_save_atomic, write_bytes_atomic
+from benchmark.distributed import agree, is_writer
+from benchmark.locks import EntryLock
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -34,8 +42,9 @@ class ModelCache:
         root: the cache folder (shared safely between run directories: keys are content hashes).
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, poll_s: float = 2.0) -> None:
         self.root = Path(root)
+        self.poll_s = poll_s  # how often a shard waiting for another's entry looks again
         self.trained: list[str] = []  # keys trained by this process, in order (tests and perf read it)
         self.loaded: list[str] = []
 
@@ -54,11 +63,37 @@ class ModelCache:
             return None
         obj = torch_load_checked(blob, meta.get("sha256", ""))
         if obj is None:
-            warnings.warn(f"cache entry {blob} is missing or fails its checksum; rebuilding it", stacklevel=3)
+            warnings.warn(f"cache entry {blob} is missing, fails its checksum or holds more than tensors; "
+                          "rebuilding it", stacklevel=3)
             return None
         return obj, meta
 
+    def _agreed_read(self, key: str, kind: str) -> tuple[Any, dict] | None:
+        """:meth:`_read` by rank 0, its answer on every rank (no rank may train what another loads)."""
+        return agree(lambda: self._read(key, kind))
+
+    def _claim(self, key: str, kind: str) -> tuple[tuple[Any, dict] | None, EntryLock | None]:
+        """The finished entry, or the lock that makes this process the one to build it.
+
+        Waits (polling) while another shard holds the entry's lock, then loads what it wrote; if that
+        shard died, its lock goes stale and this one takes over.
+        """
+        lock = EntryLock(self.root / "locks" / kind / f"{key}.lock")
+        while True:
+            cached = self._agreed_read(key, kind)
+            if cached is not None:
+                return cached, None
+            if agree(lock.try_acquire):
+                cached = self._agreed_read(key, kind)  # finished between our look and our lock
+                if cached is None:
+                    return None, lock
+                lock.release()
+                return cached, None
+            time.sleep(self.poll_s)
+
     def _write(self, key: str, kind: str, obj: Any, config: dict, meta: dict) -> None:
+        if not is_writer():
+            return
         blob, meta_path = self._paths(key, kind)
         sha = torch_save_atomic(obj, blob)
         record = {"key": key, "config": config, "meta": meta, "sha256": sha}
@@ -77,23 +112,42 @@ class ModelCache:
             The model (on the CPU) and its metadata.
         """
         key = config_hash(config)
-        cached = self._read(key, "models")
-        model = build()
+        model = build()  # first: a model that cannot be built (a typo) must not leave the entry locked
+        cached, lock = self._claim(key, "models")
         if cached is not None:
             state, record = cached
             model.load_state_dict(state)
             self.loaded.append(key)
             return model, record["meta"] | {"key": key}
-        meta = train(model)
-        model.cpu()
-        self._write(key, "models", model.state_dict(), config, meta)
+        try:
+            meta = train(model)
+            model.cpu()
+            self._write(key, "models", model.state_dict(), config, meta)
+        finally:
+            if lock is not None:
+                lock.release()
         self.trained.append(key)
         return model, meta | {"key": key}
 
     def outputs(self, model_key: str, split_key: str) -> dict[str, Tensor] | None:
         """Cached outputs (e.g. logits per split) of a cached model, or None."""
-        cached = self._read(config_hash({"model": model_key, "splits": split_key}), "outputs")
+        cached = self._agreed_read(config_hash({"model": model_key, "splits": split_key}), "outputs")
         return None if cached is None else cached[0]
+
+    def outputs_or_compute(self, model_key: str, split_key: str,
+                           compute: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Cached outputs, or ``compute()`` them (which may train or unlearn a model) under the entry's
+        lock and store them, so no two shards compute the same entry."""
+        cached, lock = self._claim(config_hash({"model": model_key, "splits": split_key}), "outputs")
+        if cached is not None:
+            return cached[0]
+        try:
+            outputs = compute()
+            self.store_outputs(model_key, split_key, outputs)
+        finally:
+            if lock is not None:
+                lock.release()
+        return outputs
 
     def store_outputs(self, model_key: str, split_key: str, outputs: dict[str, Tensor]) -> None:
         config = {"model": model_key, "splits": split_key}

@@ -3,6 +3,7 @@
     bench run [--preset NAME] [--methods all|a,b,c] [--forget-classes 3 8 | 3,5] [--seeds 0 1] [--out DIR]
     bench list
     bench leaderboard [--runs DIR ...] [--output leaderboard.md] [--check]
+    bench perf [--preset NAME] [--methods all|a,b,c] [--quick] [--json] [--threads N]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from benchmark.store import RESULTS_FILE, read_rows
 from datamodules import DATAMODULES, DatasetNotFoundError
 from methods.base import get_method, load_plugin, method_names
 
+LEADERBOARD_FILE = "leaderboard.md"
 USER_ERRORS = (KeyError, ValueError, PresetError, DatasetNotFoundError, ImportError, PermissionError,
                FileNotFoundError)
 
@@ -33,15 +35,34 @@ def parse_forget_classes(values: list[str] | None) -> list[tuple[int, ...]] | No
     if not values:
         return None
     try:
-        return [tuple(int(c) for c in v.split(",") if c.strip()) for v in values]
+        sets = [tuple(int(c) for c in v.split(",") if c.strip()) for v in values]
     except ValueError:
         raise ValueError(f"--forget-classes takes class ids like '3' or '3,5', got {values}") from None
+    for fc in sets:
+        if not fc:
+            raise ValueError(f"--forget-classes {' '.join(map(repr, values))}: a forget-class set is empty; "
+                             "name at least one class, like '3' or '3,5'")
+        refuse_repeats("--forget-classes " + ",".join(map(str, fc)), fc, "class")
+    refuse_repeats("--forget-classes", [tuple(sorted(fc)) for fc in sets], "forget-class set")
+    return sets
+
+
+def refuse_repeats(flag: str, items: list | tuple, what: str) -> None:
+    """A value given twice is a typo or a misunderstanding (the cell would run once); say so rather
+    than guess."""
+    seen: set = set()
+    for item in items:
+        if item in seen:
+            shown = ",".join(map(str, item)) if isinstance(item, tuple) else item
+            raise ValueError(f"{flag}: {what} {shown} is given twice")
+        seen.add(item)
 
 
 def resolve_methods(spec: str) -> list[str]:
     names = method_names() if spec == "all" else [m.strip() for m in spec.split(",") if m.strip()]
     if not names:
         raise ValueError("--methods is empty: give 'all' or a comma-separated list")
+    refuse_repeats("--methods", names, "method")
     for name in names:
         get_method(name)  # unknown names fail here, listing the known ones
     return names
@@ -95,6 +116,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     options = AttackOptions(neighbours=args.neighbours, nn_feature=args.nn_feature, mia_signal=args.mia_signal,
                             per_example_variance=args.per_example_variance)
     methods = resolve_methods(args.methods)
+    refuse_repeats("--seeds", args.seeds or [], "seed")
     trainer_kwargs = trainer_arguments(args)
     shard = Shard.parse(args.shard)
     summary = run_benchmark(preset, methods, forget_classes=parse_forget_classes(args.forget_classes),
@@ -130,22 +152,68 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
+    from benchmark.leaderboard import render_csv, render_json
+
     run_dirs = [Path(d) for d in (args.runs or sorted(p.parent for p in Path("runs").glob(f"*/{RESULTS_FILE}")))]
     rows = [row for d in run_dirs for row in read_rows(d / RESULTS_FILE)]
-    command = "bench leaderboard" + "".join(f" --runs {shlex.quote(str(d))}" for d in run_dirs)
-    text = render_markdown(rows, command=command)
     output = Path(args.output)
-    if args.check:
-        if not output.exists() or output.read_text() != text:
-            console.print(f"[red]{output} differs from a fresh render of {len(rows)} rows[/]")
+    command = "bench leaderboard --runs " + " ".join(shlex.quote(str(d)) for d in run_dirs)
+    if args.output != LEADERBOARD_FILE:
+        command += f" --output {shlex.quote(args.output)}"
+    figures = [] if args.no_figures else figure_links()
+    texts = {output: render_markdown(rows, command=command, figures=figures),
+             output.with_suffix(".csv"): render_csv(rows), output.with_suffix(".json"): render_json(rows)}
+    if args.check:  # the text files; the PNGs depend on the matplotlib version, so they are not compared
+        stale = [str(path) for path, text in texts.items() if not path.exists() or path.read_text() != text]
+        if stale:
+            console.print(f"[red]{', '.join(stale)} differ from a fresh render of {len(rows)} rows[/]")
             return 1
-        console.print(f"{output} is up to date")
+        console.print(f"{', '.join(str(p) for p in texts)} are up to date ({len(rows)} rows)")
         return 0
-    output.write_text(text)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    for path, text in texts.items():
+        path.write_text(text)
+    if figures:
+        from benchmark.plots import draw_all  # matplotlib: only when drawing
+
+        draw_all(rows, output.parent)
     for table in rich_tables(rows):
         console.print(table)
-    console.print(f"{len(rows)} rows from {len(run_dirs)} run directories -> {output}")
+    written = ", ".join(str(p) for p in texts) + (f" and {len(figures)} PNG figures" if figures else "")
+    console.print(f"{len(rows)} rows from {len(run_dirs)} run directories -> {written}")
     return 0
+
+
+def figure_links() -> list[tuple[str, str]]:
+    from benchmark.plots import FIGURES
+
+    return [(title, name) for name, title in FIGURES.items()]
+
+
+def cmd_perf(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    import torch
+
+    from benchmark.perf import run_perf  # trains models: imports Lightning only when asked
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    resolve_methods(args.methods)  # unknown names fail before anything is measured
+    console.print(f"bench perf: preset {args.preset}, {torch.get_num_threads()} torch threads, "
+                  f"{'quick plan' if args.quick else 'full plan'}; figure d runs --methods {args.methods}")
+
+    def report(name: str, values: dict) -> None:
+        console.print(f"[bold]{name}[/] " + ", ".join(f"{k}={_short(v)}" for k, v in values.items()))
+
+    figures = run_perf(args.preset, methods=args.methods, quick=args.quick, report=report)
+    if args.json:
+        print(json.dumps(figures), flush=True)  # the last line: one object with a key per figure
+    return 0
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,9 +257,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = sub.add_parser("leaderboard", help="render leaderboard.md from result rows")
     board.add_argument("--runs", nargs="+", help="run directories (default: every runs/*/ with results)")
-    board.add_argument("--output", default="leaderboard.md", help="file to write (default leaderboard.md)")
-    board.add_argument("--check", action="store_true", help="fail if the file differs from a fresh render")
+    board.add_argument("--output", default=LEADERBOARD_FILE,
+                       help=f"markdown file to write; .csv, .json and PNGs go beside it (default {LEADERBOARD_FILE})")
+    board.add_argument("--no-figures", action="store_true", help="skip the PNG figures (and their links)")
+    board.add_argument("--check", action="store_true",
+                       help="fail if the markdown, CSV or JSON file differs from a fresh render (writes nothing)")
     board.set_defaults(func=cmd_leaderboard)
+
+    perf = sub.add_parser("perf", help="measure the benchmark's cost, side by side (README: Performance)")
+    perf.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset to measure (default {DEFAULT_PRESET})")
+    perf.add_argument("--methods", default="all",
+                      help="methods of figure d's grid run (default all; a list makes it quicker)")
+    perf.add_argument("--quick", action="store_true", help="a small plan (few models and epochs) for smoke tests")
+    perf.add_argument("--json", action="store_true", help="also print one JSON object with every figure, last")
+    perf.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    perf.set_defaults(func=cmd_perf)
     return parser
 
 

@@ -55,18 +55,21 @@ class OutputsProvider:
         """
         if model_id in self._memo:
             return self._memo[model_id]
-        logits = None
-        if cached_key is not None and self.cache is not None:
-            logits = self.cache.outputs(cached_key, self.dm.split_hash)
-        if logits is None:
-            if not isinstance(model, nn.Module):
-                model = model()
+
+        def compute() -> dict[str, Tensor]:
+            # a plain loop over in-memory tensors, not a Trainer: every process of a multi-device run
+            # sees each sample exactly once, in order, whatever the number of devices
+            made = model if isinstance(model, nn.Module) else model()
             logits = {}
             for split, (x, _) in self._tensors.items():
-                logits[split] = predict_logits(model, x, batch_size=self.dm.eval_batch_size)
+                logits[split] = predict_logits(made, x, batch_size=self.dm.eval_batch_size)
                 self.passes[(model_id, split)] += 1
-            if cached_key is not None and self.cache is not None:
-                self.cache.store_outputs(cached_key, self.dm.split_hash, logits)
+            return logits
+
+        if cached_key is not None and self.cache is not None:
+            logits = self.cache.outputs_or_compute(cached_key, self.dm.split_hash, compute)
+        else:
+            logits = compute()
         outputs = Outputs(logits=logits, labels=self.labels)
         self._memo[model_id] = outputs
         return outputs

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -102,14 +102,51 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def preset_settings(preset: Preset) -> dict[str, Any]:
+    """The preset's fields that shape results. Left out: its grid axes (the forget-class sets and seeds
+    it lists; a cell has its own, and a grid may grow), where its data lives and how it is described.
+    Editing those must neither recompute a finished cell nor split a run directory."""
+    settings = preset.to_dict()
+    for key in ("name", "forget_classes", "seeds", "description", "root", "download"):
+        settings.pop(key)
+    return settings
+
+
 def cell_config(preset: Preset, method: UnlearningMethod, dm: UnlearningDataModule,
                 options: AttackOptions) -> dict[str, Any]:
     """Everything that determines a cell's row: its hash decides whether a re-run skips it."""
-    preset_part = preset.to_dict()
-    preset_part["methods"] = None  # other methods' settings do not change this cell
+    # other methods' settings do not change this cell
+    preset_part = preset_settings(preset) | {"name": preset.name, "methods": None}
     return {"preset": preset_part, "method": method.name, "hparams": method.method_hparams(),
             "forget_classes": list(dm.forget_classes), "seed": dm.seed, "split": dm.split_hash,
             "attacks": dataclasses.asdict(options), "version": benchmark.__version__}
+
+
+def run_config(preset: Preset, options: AttackOptions) -> dict[str, Any]:
+    """What every row of one run directory shares, recorded in its manifest (``ResultStore.claim``).
+
+    Methods, forget classes and seeds may grow between runs into one directory (see
+    :func:`preset_settings`); per-method hyperparameters stay in: a changed one would put two versions
+    of a method into one leaderboard row.
+    """
+    return {"preset": preset.name, "version": benchmark.__version__, "settings": preset_settings(preset),
+            "attacks": dataclasses.asdict(options)}
+
+
+def check_bank(preset: Preset) -> None:
+    """U-LiRA estimates a variance over each side's models, so a run needs at least two of each."""
+    for flag, value in (("references", preset.bank.references), ("shadows", preset.bank.shadows)):
+        if value < 2:
+            raise ValueError(f"--{flag} {value}: U-LiRA needs at least 2 {flag} to estimate a variance "
+                             f"(set by --{flag} or the preset's bank.{flag})")
+
+
+def check_neighbours(options: AttackOptions, num_classes: int, forget_classes: Sequence[int]) -> None:
+    """MIA-NN's k must leave room among the retained classes; refused before anything is trained."""
+    retained = num_classes - len(forget_classes)
+    if not 1 <= options.neighbours <= retained:
+        raise ValueError(f"--neighbours {options.neighbours}: MIA-NN looks at 1 to {retained} neighbour classes "
+                         f"(the classes retained when forgetting {list(forget_classes)})")
 
 
 def unlearned_shadow_outputs(preset: Preset, name: str, dm: UnlearningDataModule, bank: ModelBank,
@@ -197,21 +234,25 @@ def fit_share(shard: Shard, start: int, preset: Preset, methods: Sequence[str], 
               trainer_kwargs=None, progress=None) -> int:
     """Train this shard's share of one group's bank models and unlearned shadows; return the next position.
 
-    Every shard lists the same fits in the same order (bank first, then each unfinished cell's shadows),
-    numbered on from ``start`` across groups so that small groups still spread over all shards, and
-    fits those at its positions. Their outputs land in the cache, where the cells of every shard find
-    them; a fit whose owner has not got to it yet is done by whichever shard needs it first (locks).
+    Every shard lists the same fits in the same order (bank first, then each cell's shadows), numbered
+    on from ``start`` across groups so that small groups still spread over all shards, and fits those at
+    its positions. Finished cells keep their positions (shards started at different times must agree on
+    them) but their shadows are not fitted, nor the bank of a finished group. Outputs land in the cache,
+    where the cells of every shard find them; a fit whose owner has not got to it yet is done by
+    whichever shard needs it first (locks).
     """
-    fits = [functools.partial(bank.outputs, outputs, role, index) for role, index in bank_members(preset)]
+    fits: list[Callable[[], Any] | None] = [functools.partial(bank.outputs, outputs, role, index)
+                                            for role, index in bank_members(preset)]
+    unfinished = False
     for name in methods:
         method = instantiate_method(name, nn.Linear(1, dm.num_classes), preset, dm, seed=0)
         key = config_hash(cell_config(preset, method, dm, options or AttackOptions()))
-        if key not in done:
-            fits += [functools.partial(unlearned_shadow_outputs, preset, name, dm, bank, outputs, key,
-                                       trainer_kwargs=trainer_kwargs, progress=progress, indices=[index])
-                     for index in range(1, preset.bank.shadows + 1)]
+        unfinished |= key not in done
+        fits += [functools.partial(unlearned_shadow_outputs, preset, name, dm, bank, outputs, key,
+                                   trainer_kwargs=trainer_kwargs, progress=progress, indices=[index])
+                 if key not in done else None for index in range(1, preset.bank.shadows + 1)]
     for position, fit in enumerate(fits, start):
-        if shard.owns(position):
+        if unfinished and fit is not None and shard.owns(position):
             fit()
     return start + len(fits)
 
@@ -251,6 +292,8 @@ def run_benchmark(preset: Preset, methods: Sequence[str], *, forget_classes: Seq
     summary = GridSummary(out_dir=out_dir)
     shard = shard or Shard()
     rendezvous(trainer_kwargs)  # every rank exists before the disk is read, so each answer can be shared
+    check_bank(preset)
+    agree(lambda: store.claim(run_config(preset, options or AttackOptions())))  # refuse to mix configurations
     done = agree(store.finished_hashes)
     positions = {cell: i for i, cell in enumerate((seed, fc, name) for seed in seeds for fc in fc_sets
                                                   for name in methods)}
@@ -265,6 +308,7 @@ def run_benchmark(preset: Preset, methods: Sequence[str], *, forget_classes: Seq
             base_dm = build_datamodule(preset, seed, fc_sets[0], data_root)
             for fc in fc_sets:
                 check_forget_classes(fc, base_dm.num_classes)
+                check_neighbours(options or AttackOptions(), base_dm.num_classes, fc)
             check_methods(methods, preset, base_dm)
             for fc in fc_sets:
                 dm = base_dm.with_forget_classes(fc)
@@ -276,6 +320,8 @@ def run_benchmark(preset: Preset, methods: Sequence[str], *, forget_classes: Seq
                                       options=options, trainer_kwargs=trainer_kwargs, progress=progress)
                 if not mine:
                     continue
+                if shard.whole:  # sharded runs share the bank's fits out one by one instead (fit_share)
+                    bank.train_missing()  # in groups: one Lightning step trains many (benchmark.stacked)
                 original, _ = bank.original()
                 oracle, oracle_meta = bank.oracle()
                 for name in mine:

@@ -3,6 +3,10 @@
 Every row is validated against one schema before it is written; metrics are plain floats. A row is
 appended whole with a single write, so an interrupted run leaves at most one torn last line, which
 readers skip with a warning.
+
+A run directory also holds ``run.json``, its manifest: the configuration every row in it shares (see
+:meth:`ResultStore.claim`). Rows of another configuration or package version are refused rather than
+mixed into one leaderboard.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from benchmark.atomic import append_line
+from benchmark.atomic import append_line, create_bytes_once
 
 RESULTS_FILE = "results.jsonl"
+MANIFEST_FILE = "run.json"
+MANIFEST_SCHEMA = 1  # bump when the manifest's layout changes
 STATUSES = ("ok", "diverged", "failed")
 _ROW_TYPES: dict[str, type | tuple[type, ...]] = {
     "preset": str, "dataset": str, "model": str, "method": str, "forget_classes": list, "seed": int,
@@ -26,6 +32,10 @@ _ROW_TYPES: dict[str, type | tuple[type, ...]] = {
 
 class RowError(ValueError):
     """A result row does not follow the schema."""
+
+
+class RunDirError(ValueError):
+    """A run directory holds rows of another configuration or version; the message says what differs."""
 
 
 def finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -67,12 +77,63 @@ class ResultStore:
     def __init__(self, out_dir: str | Path) -> None:
         self.dir = Path(out_dir)
         self.path = self.dir / RESULTS_FILE
+        self.manifest_path = self.dir / MANIFEST_FILE
+        self._manifest: dict[str, Any] | None = None  # claimed, not yet written
 
     def append(self, row: dict[str, Any]) -> None:
-        append_line(self.path, json.dumps(validate_row(row), sort_keys=False))
+        validate_row(row)
+        if self._manifest is not None:
+            text = json.dumps(self._manifest, indent=1, sort_keys=True).encode()
+            if not create_bytes_once(self.manifest_path, text):
+                self._compare_manifest()  # another process claimed the directory meanwhile
+            self._manifest = None
+        append_line(self.path, json.dumps(row, sort_keys=False))
 
     def rows(self) -> list[dict[str, Any]]:
         return read_rows(self.path)
+
+    def claim(self, config: dict[str, Any]) -> None:
+        """Make sure every row in this directory shares ``config``; record it with the first row.
+
+        ``config`` is what must not vary between the rows of one directory (the preset without its grid
+        axes, the attack settings, the package version); methods, forget classes, seeds and shards may
+        grow from run to run. The check happens now, before any work; ``run.json`` is written with the
+        first row (create-once, so shards starting together agree, and a command refused for bad
+        input leaves nothing behind). A directory with rows but no manifest (written before manifests
+        existed) is checked by the version and preset its rows carry.
+
+        Raises:
+            RunDirError: the directory holds another configuration; the message names each difference.
+        """
+        config = json.loads(json.dumps(config, default=str))  # tuples as lists: compared as read back
+        self._manifest = {"schema": MANIFEST_SCHEMA, "config": config}
+        if self.manifest_path.exists():
+            self._compare_manifest()
+        else:
+            self._check_legacy_rows(config)
+
+    def _compare_manifest(self) -> None:
+        manifest = self.manifest_path
+        try:
+            existing = json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RunDirError(f"{manifest} is unreadable ({exc}); use a new --out directory, or delete the "
+                              f"file if you are sure every row in {self.dir} comes from this command") from None
+        if existing.get("schema") != MANIFEST_SCHEMA:
+            raise RunDirError(f"{manifest} has manifest schema {existing.get('schema')!r}, this version writes "
+                              f"{MANIFEST_SCHEMA}: use a new --out directory")
+        differences = _differences(existing.get("config", {}), self._manifest["config"])
+        if differences:
+            raise RunDirError(f"{self.dir} holds rows of a different configuration, which would mix in one "
+                              f"leaderboard: " + "; ".join(differences) + ". Use a new --out directory "
+                              f"(or the configuration recorded in {manifest}).")
+
+    def _check_legacy_rows(self, config: dict[str, Any]) -> None:
+        for row in self.rows():
+            for key in ("version", "preset"):
+                if key in config and row[key] != config[key]:
+                    raise RunDirError(f"{self.path} holds rows with {key} {row[key]!r}, this run has "
+                                      f"{config[key]!r}: use a new --out directory")
 
     def finished_hashes(self) -> set[str]:
         """Config hashes of cells that already have a row (``ok`` or ``diverged``): skipped on resume."""
@@ -92,3 +153,16 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         except (json.JSONDecodeError, RowError) as exc:
             warnings.warn(f"{path}:{number}: skipping an unreadable row ({exc})", stacklevel=2)
     return rows
+
+
+def _differences(recorded: Any, current: Any, prefix: str = "", limit: int = 6) -> list[str]:
+    """Human-readable differences between two JSON values, by dotted key (at most ``limit``)."""
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        out: list[str] = []
+        for key in sorted(recorded.keys() | current.keys(), key=str):
+            out += _differences(recorded.get(key), current.get(key), f"{prefix}{key}.", limit)
+        return out[:limit]
+    if recorded == current:
+        return []
+    return [f"{prefix.rstrip('.')} is {json.dumps(current, default=str)} here but "
+            f"{json.dumps(recorded, default=str)} in the directory"]

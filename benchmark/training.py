@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from benchmark.recipes import TrainRecipe, make_lightning_optimizers
-from benchmark.trainer import make_trainer
+from benchmark.trainer import EpochMean, make_trainer
 
 
 class ClassifierModule(L.LightningModule):
@@ -22,6 +22,7 @@ class ClassifierModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.recipe = recipe
+        self.epoch_loss = EpochMean("train_loss")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -29,7 +30,7 @@ class ClassifierModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         loss = F.cross_entropy(self.model(x), y)
-        self.log("train_loss", loss, prog_bar=False, on_step=False, on_epoch=True, batch_size=len(y))
+        self.epoch_loss.add(self, loss, weight=len(y))
         return loss
 
     def configure_optimizers(self):

@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch.utilities import CombinedLoader
 from sklearn.model_selection import train_test_split
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 EVAL_SPLITS = ("D_f", "D_r", "T_f", "T_r", "V")
 DATA_KINDS = frozenset({"retain", "forget"})
@@ -75,10 +75,53 @@ class TensorImageDataset(Dataset):
             x = _crop_and_flip(x)
         return x, self.labels[j]
 
+    def __getitems__(self, positions: list[int]) -> Sequence[tuple[Tensor, Tensor]]:
+        """A whole batch in one indexing operation instead of one per sample (DataLoader's batched fetch).
+
+        Normalising is elementwise, so the batch holds exactly the values the per-sample path gives; it
+        still reads as a sequence of samples, so any wrapper (``Subset``, ``ConcatDataset``) or ``default_collate``
+        works on it, and :func:`collate_batch` takes the stacked tensors back without re-stacking them.
+        Augmentation draws from the global RNG once per sample, so it keeps the per-sample path and order.
+        """
+        if self.augment:
+            return [self[i] for i in positions]
+        j = self.indices[torch.as_tensor(positions, dtype=torch.long)]
+        return SampleBatch(normalise(self.images[j], self.mean, self.std), self.labels[j])
+
     def tensors(self) -> tuple[Tensor, Tensor]:
         """All samples at once, normalised: the fast path for inference on small data."""
         x = normalise(self.images[self.indices], self.mean, self.std)
         return x, self.labels[self.indices]
+
+
+class SampleBatch(Sequence):
+    """Samples fetched as one batch: reads as a sequence of ``(x, y)`` pairs, keeps the stacked tensors.
+
+    The per-sample views are made only if something iterates the batch (a ``default_collate`` behind a
+    wrapper); :func:`collate_batch` takes the stacked tensors directly.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor) -> None:
+        self.x, self.y = x, y
+        self._samples: list[tuple[Tensor, Tensor]] | None = None
+
+    def _pairs(self) -> list[tuple[Tensor, Tensor]]:
+        if self._samples is None:
+            self._samples = list(zip(self.x.unbind(0), self.y.unbind(0), strict=True))
+        return self._samples
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self._pairs()[i]
+
+
+def collate_batch(samples: list) -> tuple[Tensor, Tensor]:
+    """``default_collate`` that returns a :class:`SampleBatch`'s stacked tensors as they are (no copy)."""
+    if isinstance(samples, SampleBatch):
+        return samples.x, samples.y
+    return default_collate(samples)
 
 
 def normalise(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
@@ -230,7 +273,7 @@ class UnlearningDataModule(L.LightningDataModule):
         generator = torch.Generator().manual_seed(order_seed % (2**63)) if shuffle else None
         return DataLoader(data, batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),
                           shuffle=shuffle, generator=generator, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0, collate_fn=collate_batch)
 
     def train_dataloader(self, batch_size: int | None = None, seed: int | None = None) -> DataLoader:
         """All of D: for the original model and the in-shadows."""

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from benchmark.naming import unknown_name_message
 from benchmark.recipes import TrainRecipe, make_lightning_optimizers
+from benchmark.trainer import EpochMean
 from datamodules.base import MethodData, check_forget_classes, check_uses
 
 Batch = tuple[Tensor, Tensor]
@@ -78,6 +79,7 @@ class UnlearningMethod(L.LightningModule):
         self.forget_classes = check_forget_classes(forget_classes, num_classes)
         self.retained_classes = tuple(k for k in range(num_classes) if k not in self.forget_classes)
         self.diverged = False
+        self.epoch_loss = EpochMean("unlearn_loss")
         self.train_time_s = 0.0
         self._train_start: float | None = None
 
@@ -122,7 +124,7 @@ class UnlearningMethod(L.LightningModule):
             self.diverged = True
             self.trainer.should_stop = True
             return None
-        self.log("unlearn_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=1)
+        self.epoch_loss.add(self, loss)  # one self.log per epoch, not per step: see EpochMean
         return loss
 
     def trainable_parameters(self):

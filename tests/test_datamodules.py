@@ -98,3 +98,34 @@ def test_images_are_normalised(dm):
 def test_unknown_dataset_lists_known_ones():
     with pytest.raises(KeyError, match="Did you mean digits"):
         get_datamodule_class("digit")
+
+
+class _PerSample(torch.utils.data.Dataset):
+    """The dataset without its batched fetch: DataLoader falls back to one ``__getitem__`` per sample."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.dataset[i]
+
+
+@pytest.mark.parametrize("augment", [False, True], ids=["plain", "augmented"])
+def test_batched_fetch_gives_the_per_sample_batches_in_the_same_order(dm, augment):
+    data = dm.dataset("D_r", augment=augment)
+    fast = dm.loader(data, shuffle=True, batch_size=32, seed=5, stream=1)
+    slow = torch.utils.data.DataLoader(_PerSample(data), batch_size=32, shuffle=True,
+                                       generator=torch.Generator().manual_seed(5 * 1009 + 1))
+    for _epoch in range(2):  # the second epoch checks that the generator is consumed alike
+        torch.manual_seed(0)
+        fast_batches = list(fast)
+        torch.manual_seed(0)
+        for (x, y), (x_ref, y_ref) in zip(fast_batches, slow, strict=True):
+            assert torch.equal(x, x_ref) and torch.equal(y, y_ref) and x.dtype == x_ref.dtype
+    if not augment:  # a wrapper that forwards the batched fetch (Subset) still works with default_collate
+        (x, y), = torch.utils.data.DataLoader(torch.utils.data.Subset(data, [4, 1, 7]), batch_size=3)
+        assert torch.equal(x, torch.stack([data[i][0] for i in (4, 1, 7)])) and y.tolist() == [
+            int(data[i][1]) for i in (4, 1, 7)]

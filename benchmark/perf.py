@@ -1,0 +1,387 @@
+"""``bench perf``: what the benchmark costs, measured side by side in one run.
+
+Figures (keys of the JSON object printed last with ``--json``):
+
+a. one unlearning fit (``ft`` on D_r, the suite's Lightning path with no callbacks) against a bare PyTorch loop
+   doing the same epochs on the same model, batches and optimiser: ``a_suite_s``, ``a_bare_s``, ``a_ratio``
+   (target <= 1.15) and ``a_max_weight_diff`` (the two results agree, so the loops did the same work);
+b. training 16 bank models the suite's way (one group in one Lightning loop, :mod:`benchmark.stacked`) against
+   16 sequential fits: ``b_stacked_s``, ``b_sequential_s``, ``b_speedup`` (target >= 3), ``b_max_weight_diff``
+   (0: the same models), and the vectorised ``vmap`` stack for comparison: ``b_vmap_s``, ``b_vmap_max_weight_diff``;
+c. inference passes per model and split during a full cell: ``c_max_passes`` and ``c_min_passes`` (target 1);
+d. the wall time of a grid run (``bench run --methods ...`` on the preset, fresh cache) split into bank training,
+   unlearning, U-LiRA shadow unlearning and the rest (attacks, outputs, data), with its peak memory;
+e. how the cost grows with the bank size (S = M = 4, 8, 16, 32) and with the dataset size (a quarter, half
+   and all of D): ``e_bank_size_s`` and ``e_dataset_size_s``.
+
+Grid runs (d, e) happen in child processes, each with a fresh cache, so their peak memory is their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.preset import Bank, Preset, load_preset
+
+BENCH_METHOD = "ft"  # figure a's method: the plainest fine-tune, so the fit is all loop and no method logic
+
+
+@dataclasses.dataclass(frozen=True)
+class PerfPlan:
+    """How big each measurement is: the full plan, or the quick one that the tests run."""
+
+    stack_size: int = 16
+    stack_epochs: int | None = None  # None: the preset's recipe
+    repeats: int = 3
+    stack_repeats: int = 1
+    bank_sizes: tuple[int, ...] = (4, 8, 16, 32)
+    curve_epochs: int | None = None
+    fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
+    grid_forget_classes: tuple[int, ...] | None = None  # None: the preset's
+    grid_epochs: int | None = None  # None: the preset's recipe
+
+    @classmethod
+    def quick(cls) -> PerfPlan:
+        return cls(stack_size=4, stack_epochs=1, repeats=1, bank_sizes=(2, 4), curve_epochs=1,
+                   fractions=(0.5, 1.0), grid_forget_classes=(3,), grid_epochs=1)
+
+
+def _best_of(repeats: int, run: Callable[[], Any]) -> tuple[float, Any]:
+    """The fastest of ``repeats`` timed runs (the least disturbed by other processes) and its result."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        value = run()
+        seconds = time.perf_counter() - start
+        if seconds < best:
+            best, result = seconds, value
+    return best, result
+
+
+def _max_diff(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    sb = b.state_dict()
+    return max(float((v.double() - sb[k].double()).abs().max()) for k, v in a.state_dict().items())
+
+
+# -- a: one unlearning fit, Lightning against a bare loop ------------------------------------------------------
+def bare_fine_tune(model: torch.nn.Module, loader, hparams) -> torch.nn.Module:
+    """``ft``'s epochs as a plain PyTorch loop over in-memory tensors, with the batches ``loader`` would give.
+
+    Each epoch draws from the loader's generator what DataLoader and RandomSampler draw (a base seed, the
+    permutation, and the sampler's empty remainder permutation) and slices the normalised tensors, so the
+    result equals the suite's fit exactly (``a_max_weight_diff`` is 0 on a CPU): both loops did the same work.
+    """
+    images, labels = loader.dataset.tensors()
+    generator, batch = loader.generator, loader.batch_size
+    optimiser = torch.optim.SGD(model.parameters(), lr=hparams.lr, momentum=hparams.momentum,
+                                weight_decay=hparams.weight_decay)
+    model.train()
+    for _ in range(hparams.epochs):
+        torch.empty((), dtype=torch.int64).random_(generator=generator)  # DataLoader's per-epoch base seed
+        order = torch.randperm(len(labels), generator=generator)
+        torch.randperm(len(labels), generator=generator)  # RandomSampler's trailing (empty) partial permutation
+        for start in range(0, len(order), batch):
+            take = order[start:start + batch]
+            optimiser.zero_grad()
+            F.cross_entropy(model(images[take]), labels[take]).backward()
+            optimiser.step()
+    return model
+
+
+def figure_a(preset: Preset, dm, bank, plan: PerfPlan) -> dict[str, float]:
+    from benchmark.runner import instantiate_method, unlearn
+
+    original, _ = bank.original()
+    seed = 11
+
+    def suite():
+        method = instantiate_method(BENCH_METHOD, copy.deepcopy(original), preset, dm, seed=seed)
+        unlearn(method, dm)
+        return method.model
+
+    def bare():
+        method = instantiate_method(BENCH_METHOD, copy.deepcopy(original), preset, dm, seed=seed)
+        if method.hparams.scheduler != "constant" or method.hparams.optimizer != "sgd":
+            raise ValueError(f"figure a's bare loop mirrors constant-rate SGD; {BENCH_METHOD} uses {method.hparams}")
+        loader = dm.retain_dataloader(batch_size=method.hparams.batch_size, seed=seed)
+        return bare_fine_tune(method.model, loader, method.hparams)
+
+    suite(), bare()  # warm-up: first calls pay for imports and allocator growth
+    suite_s, bare_s = float("inf"), float("inf")
+    for _ in range(plan.repeats):  # interleaved, so a burst of load from other processes hits both alike
+        s, suite_model = _best_of(1, suite)
+        b, bare_model = _best_of(1, bare)
+        suite_s, bare_s = min(suite_s, s), min(bare_s, b)
+    return {"a_suite_s": suite_s, "a_bare_s": bare_s, "a_ratio": suite_s / bare_s,
+            "a_max_weight_diff": _max_diff(suite_model, bare_model)}
+
+
+# -- b: a stack of bank models against sequential fits -----------------------------------------------------------
+def figure_b(preset: Preset, dm, cache, plan: PerfPlan) -> dict[str, float]:
+    from benchmark.bank import ModelBank
+    from benchmark.stacked import fit_stack, stack_refusal
+    from benchmark.training import fit_classifier, seeded_build
+
+    train = preset.train if plan.stack_epochs is None else dataclasses.replace(preset.train, epochs=plan.stack_epochs)
+    short = dataclasses.replace(preset, train=train, bank=Bank(references=0, shadows=plan.stack_size))
+    bank = ModelBank(short, dm, cache)
+    members = bank.stackable()[0]  # the in-shadows: all trained on D
+    refusal = stack_refusal(bank.new_model(), augment=dm.augment, trainer_kwargs=None)
+
+    def build():
+        return [seeded_build(bank.new_model, bank.member_seed(*m))() for m in members]
+
+    def sequential():
+        models = build()
+        for model, member in zip(models, members, strict=True):
+            fit_classifier(model, bank.member_loader(*member), train, seed=bank.member_seed(*member))
+        return models
+
+    def stacked(vectorise: bool = False):
+        if refusal:  # the suite falls back to sequential fits for models it cannot group exactly
+            return sequential()
+        models = build()
+        fit_stack(models, [bank.member_loader(*m) for m in members], train, vectorise=vectorise)
+        return models
+
+    warm = dataclasses.replace(train, epochs=1)  # first calls pay for vmap's and Lightning's one-off set-up
+    two_steps = {"limit_train_batches": 2}
+    for vectorise in (False, True):
+        fit_stack(build()[:2], [bank.member_loader(*m) for m in members[:2]], warm, trainer_kwargs=two_steps,
+                  vectorise=vectorise)
+    fit_classifier(build()[0], bank.member_loader(*members[0]), warm, seed=0, trainer_kwargs=two_steps)
+    stacked_s, sequential_s = float("inf"), float("inf")
+    for _ in range(plan.stack_repeats):  # interleaved, so a burst of load from other processes hits both alike
+        s, stacked_models = _best_of(1, stacked)
+        q, sequential_models = _best_of(1, sequential)
+        stacked_s, sequential_s = min(stacked_s, s), min(sequential_s, q)
+    vmap_s, vmap_models = _best_of(1, lambda: stacked(vectorise=True))
+
+    def max_diff(models):
+        return max(_max_diff(a, b) for a, b in zip(models, sequential_models, strict=True))
+
+    return {"b_models": len(members), "b_epochs": train.epochs, "b_stacked_s": stacked_s,
+            "b_sequential_s": sequential_s, "b_speedup": sequential_s / stacked_s,
+            "b_max_weight_diff": max_diff(stacked_models), "b_stacked": refusal is None,
+            "b_vmap_s": vmap_s, "b_vmap_max_weight_diff": max_diff(vmap_models)}
+
+
+# -- c: inference passes in one cell ------------------------------------------------------------------------------
+def figure_c(preset: Preset, dm, cache, plan: PerfPlan) -> dict[str, float]:
+    from benchmark.bank import ModelBank
+    from benchmark.outputs import OutputsProvider
+    from benchmark.runner import run_cell
+
+    train = preset.train if plan.grid_epochs is None else dataclasses.replace(preset.train, epochs=plan.grid_epochs)
+    small = dataclasses.replace(preset, train=train, bank=Bank(references=2, shadows=2))
+    bank = ModelBank(small, dm, cache)
+    bank.train_missing()
+    outputs = OutputsProvider(dm, cache)
+    original, _ = bank.original()
+    oracle, oracle_meta = bank.oracle()
+    row = run_cell(small, BENCH_METHOD, dm, bank, outputs, original, oracle, oracle_meta, done=set())
+    if row is None or row["status"] != "ok":
+        raise RuntimeError(f"figure c's cell did not finish: {row and row.get('error')}")
+    passes = outputs.passes.values()
+    return {"c_max_passes": max(passes), "c_min_passes": min(passes), "c_model_splits": len(outputs.passes)}
+
+
+# -- d, e: instrumented grid runs in child processes ---------------------------------------------------------------
+class PhaseTimer:
+    """Exclusive wall time per phase: time spent in a nested phase is counted there, not in its parent.
+
+    A call that ``ABSORBED`` pairs with its caller's phase stays in that phase: unlearning an in-shadow for
+    U-LiRA is shadow unlearning, not the cell's own unlearning.
+    """
+
+    ABSORBED = frozenset({("shadow_unlearning", "unlearning")})
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._stack: list[list[Any]] = []  # [phase, start of its current slice]
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        now = time.perf_counter()
+        if self._stack:
+            parent = self._stack[-1]
+            self.seconds[parent[0]] += now - parent[1]
+        self._stack.append([name, now])
+        try:
+            yield
+        finally:
+            done = self._stack.pop()
+            now = time.perf_counter()
+            self.seconds[done[0]] += now - done[1]
+            if self._stack:
+                self._stack[-1][1] = now
+
+    @contextmanager
+    def wrapping(self, targets: Sequence[tuple[Any, str, str]]) -> Iterator[None]:
+        """Time every call of ``owner.attribute`` as ``phase`` while the block runs, then restore them."""
+        originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in targets]
+        for (owner, attr, phase), (_, _, original) in zip(targets, originals, strict=True):
+            setattr(owner, attr, self._timed(original, phase))
+        try:
+            yield
+        finally:
+            for owner, attr, original in originals:
+                setattr(owner, attr, original)
+
+    def _timed(self, function: Callable, phase: str) -> Callable:
+        def timed(*args, **kwargs):
+            if self._stack and (self._stack[-1][0], phase) in self.ABSORBED:
+                return function(*args, **kwargs)
+            with self.phase(phase):
+                return function(*args, **kwargs)
+
+        return timed
+
+
+def instrumented_grid(preset: Preset, methods: Sequence[str], forget_classes: Sequence[int] | None) -> dict[str, Any]:
+    """Run the grid in a fresh temporary cache and time its phases (this process's peak memory included)."""
+    import benchmark.bank as bank_module
+    import benchmark.runner as runner
+
+    timer = PhaseTimer()
+    targets = [(bank_module, "fit_classifier", "bank_training"), (bank_module, "fit_stack", "bank_training"),
+               (runner, "unlearned_shadow_outputs", "shadow_unlearning"), (runner, "unlearn", "unlearning")]
+    with tempfile.TemporaryDirectory() as tmp, timer.wrapping(targets):
+        start = time.perf_counter()
+        with timer.phase("attacks_and_rest"):  # whatever no inner phase claims: attacks, outputs, data, setup
+            summary = runner.run_benchmark(preset, list(methods), forget_classes=[forget_classes] if forget_classes
+                                           else None, out_dir=f"{tmp}/run", cache_dir=f"{tmp}/cache",
+                                           show_progress=False)
+        total = time.perf_counter() - start
+    failed = [r for r in summary.rows if r["status"] == "failed"]
+    if failed:
+        raise RuntimeError(f"perf grid: {len(failed)} cells failed, first: {failed[0].get('error')}")
+    return {"total_s": total, **{f"{k}_s": v for k, v in timer.seconds.items()}, "rows": len(summary.rows),
+            "models_trained": summary.trained_models,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _child_grid(preset_name: str, methods: str, *, bank_size: int | None = None, epochs: int | None = None,
+                forget_classes: Sequence[int] | None = None) -> dict[str, Any]:
+    """:func:`instrumented_grid` in a fresh Python process; its JSON answer."""
+    args = [sys.executable, "-m", "benchmark.perf", "--grid", "--preset", preset_name, "--methods", methods]
+    if bank_size is not None:
+        args += ["--bank-size", str(bank_size)]
+    if epochs is not None:
+        args += ["--epochs", str(epochs)]
+    if forget_classes:
+        args += ["--forget-classes", ",".join(map(str, forget_classes))]
+    env = os.environ | {"OMP_NUM_THREADS": str(torch.get_num_threads())}  # the parent's thread setting
+    done = subprocess.run(args, capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"perf grid child failed ({' '.join(args)}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def figure_d(preset_name: str, methods: str, plan: PerfPlan) -> dict[str, float]:
+    grid = _child_grid(preset_name, methods, forget_classes=plan.grid_forget_classes, epochs=plan.grid_epochs,
+                       bank_size=2 if plan.grid_forget_classes else None)
+    return {f"d_{k}": v for k, v in grid.items()}
+
+
+def figure_e(preset: Preset, dm, plan: PerfPlan) -> dict[str, Any]:
+    """Bank size: one ``ft`` cell's grid per S (= M), timed; dataset size: one 8-model stack per share of D."""
+    curve = {}
+    for size in plan.bank_sizes:
+        grid = _child_grid(preset.name, BENCH_METHOD, bank_size=size, epochs=plan.curve_epochs,
+                           forget_classes=(preset.forget_classes[0]))
+        curve[str(size)] = {k: round(v, 3) for k, v in grid.items() if k.endswith("_s")}
+    return {"e_bank_size_s": curve, "e_dataset_size_s": _dataset_curve(preset, dm, plan)}
+
+
+def _dataset_curve(preset: Preset, dm, plan: PerfPlan) -> dict[str, float]:
+    from benchmark.bank import ModelBank
+    from benchmark.stacked import fit_stack
+    from benchmark.training import seeded_build
+
+    train = preset.train if plan.curve_epochs is None else dataclasses.replace(preset.train, epochs=plan.curve_epochs)
+    full = dm.dataset("D")
+    bank = ModelBank(preset, dm, cache=None)
+    curve = {}
+    for fraction in plan.fractions:
+        part = copy.copy(full)
+        part.indices = full.indices[: max(int(len(full) * fraction), train.batch_size)]
+        models = [seeded_build(bank.new_model, k)() for k in range(8)]
+        loaders = [dm.loader(part, shuffle=True, batch_size=train.batch_size, seed=k) for k in range(8)]
+        curve[str(len(part))] = round(_best_of(1, lambda ms=models, ls=loaders: fit_stack(ms, ls, train))[0], 3)
+    return curve
+
+
+# -- the command ----------------------------------------------------------------------------------------------------
+def run_perf(preset_name: str, *, methods: str = "all", quick: bool = False,
+             report: Callable[[str, dict[str, Any]], None] = lambda name, figures: None) -> dict[str, Any]:
+    """Measure every figure; ``report(name, figures)`` is called as each one is done.
+
+    Args:
+        preset_name: the preset to measure (figures a to e).
+        methods: the methods of figure d's grid (``all`` is the issue's figure; a list makes it quicker).
+        quick: a small plan (few models, epochs and bank sizes) for tests and smoke runs.
+        report: called with each figure's name and values as soon as they exist.
+    """
+    from benchmark.cache import ModelCache
+    from benchmark.runner import build_datamodule
+
+    plan = PerfPlan.quick() if quick else PerfPlan()
+    preset = load_preset(preset_name)
+    dm = build_datamodule(preset, seed=0, forget_classes=preset.forget_classes[0])
+    figures: dict[str, Any] = {"preset": preset.name, "quick": quick, "threads": torch.get_num_threads(),
+                               "d_methods": methods}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = ModelCache(tmp)
+        from benchmark.bank import ModelBank
+
+        steps = [("a", lambda: figure_a(preset, dm, ModelBank(preset, dm, cache), plan)),
+                 ("b", lambda: figure_b(preset, dm, cache, plan)),
+                 ("c", lambda: figure_c(preset, dm, cache, plan)),
+                 ("d", lambda: figure_d(preset.name, methods, plan)),
+                 ("e", lambda: figure_e(preset, dm, plan))]
+        for name, measure in steps:
+            values = measure()
+            figures.update(values)
+            report(name, values)
+    return figures
+
+
+def _grid_main(args: argparse.Namespace) -> None:
+    """The child side of figures d and e: one instrumented grid, its JSON on the last line."""
+    from benchmark.cli import resolve_methods
+
+    preset = load_preset(args.preset)
+    if args.bank_size is not None:
+        preset = dataclasses.replace(preset, bank=Bank(references=args.bank_size, shadows=args.bank_size))
+    if args.epochs is not None:
+        preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, epochs=args.epochs))
+    forget = tuple(int(c) for c in args.forget_classes.split(",")) if args.forget_classes else None
+    print(json.dumps(instrumented_grid(preset, resolve_methods(args.methods), forget)))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="internal: one instrumented grid run for `bench perf`")
+    parser.add_argument("--grid", action="store_true", required=True)
+    parser.add_argument("--preset", required=True)
+    parser.add_argument("--methods", default="all")
+    parser.add_argument("--bank-size", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--forget-classes")
+    _grid_main(parser.parse_args())

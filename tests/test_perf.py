@@ -1,0 +1,30 @@
+"""`bench perf --quick --json` measures and prints every figure of issue 7 (README: Performance)."""
+
+import json
+
+from benchmark.cli import main
+
+FIGURES = {
+    "a": ["a_suite_s", "a_bare_s", "a_ratio", "a_max_weight_diff"],
+    "b": ["b_models", "b_epochs", "b_stacked_s", "b_sequential_s", "b_speedup", "b_max_weight_diff", "b_stacked",
+          "b_vmap_s", "b_vmap_max_weight_diff"],
+    "c": ["c_max_passes", "c_min_passes", "c_model_splits"],
+    "d": ["d_total_s", "d_bank_training_s", "d_unlearning_s", "d_shadow_unlearning_s", "d_attacks_and_rest_s",
+          "d_peak_rss_mb"],
+    "e": ["e_bank_size_s", "e_dataset_size_s"],
+}
+
+
+def test_quick_perf_prints_every_figure_and_one_inference_pass(capsys):
+    assert main(["perf", "--quick", "--json", "--methods", "ft", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    figures = json.loads(out.strip().splitlines()[-1])
+    for name, keys in FIGURES.items():
+        assert f"{name} " in out  # each figure is printed as it is measured
+        missing = [k for k in keys if k not in figures]
+        assert not missing, f"figure {name} lacks {missing}"
+    assert figures["c_max_passes"] == 1 and figures["c_min_passes"] == 1  # one inference pass per model and split
+    assert figures["a_max_weight_diff"] == 0.0  # the bare loop did exactly the suite's work
+    assert figures["b_stacked"] and figures["b_max_weight_diff"] == 0.0  # the group trained the very same models
+    assert set(figures["e_bank_size_s"]) == {"2", "4"} and len(figures["e_dataset_size_s"]) == 2
+    assert all(figures[k] > 0 for k in ("a_suite_s", "a_bare_s", "b_stacked_s", "b_sequential_s", "d_total_s"))

@@ -1,0 +1,70 @@
+"""Training bank models as one group gives the models sequential fits give (benchmark.stacked)."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from benchmark.bank import ModelBank, derive_seed
+from benchmark.cache import ModelCache
+from benchmark.models import build_model, predict_logits
+from benchmark.preset import Bank
+from benchmark.stacked import fit_stack, stack_refusal
+from benchmark.training import fit_classifier, seeded_build
+
+
+@pytest.fixture(scope="module")
+def short(digits_preset):
+    """The digits preset with a 3-epoch recipe and a bank of 2 references and 2 shadows."""
+    return dataclasses.replace(digits_preset, train=dataclasses.replace(digits_preset.train, epochs=3),
+                               bank=Bank(references=2, shadows=2))
+
+
+def _pairs(bank, members, vectorise=False):
+    """Each member fitted alone (the suite's sequential path) and all of them as one group (or stack)."""
+    seeds = [derive_seed(bank.dm.seed, *m) for m in members]
+    alone = [seeded_build(bank.new_model, s)() for s in seeds]
+    for model, member, seed in zip(alone, members, seeds):
+        fit_classifier(model, bank.member_loader(*member), bank.preset.train, seed=seed)
+    grouped = [seeded_build(bank.new_model, s)() for s in seeds]
+    fit_stack(grouped, [bank.member_loader(*m) for m in members], bank.preset.train, vectorise=vectorise)
+    return alone, grouped
+
+
+@pytest.mark.parametrize("vectorise, atol", [(False, 0.0), (True, 1e-5)], ids=["grouped-exact", "vmap"])
+def test_group_equals_sequential_fits_weights_and_outputs(short, digits_dm, tmp_path, vectorise, atol):
+    bank = ModelBank(short, digits_dm, ModelCache(tmp_path))
+    alone, grouped = _pairs(bank, [("original", 1), ("original", 2), ("original", 3)], vectorise)
+    images, _ = digits_dm.dataset("T").tensors()
+    for a, g in zip(alone, grouped):
+        for name, value in a.state_dict().items():
+            torch.testing.assert_close(g.state_dict()[name], value, rtol=0, atol=atol)
+        torch.testing.assert_close(predict_logits(g, images), predict_logits(a, images), rtol=0, atol=10 * atol)
+    # the members really are different models (own seeds, own batch orders), not one model copied
+    assert not torch.allclose(grouped[0].head.weight, grouped[1].head.weight)
+
+
+def test_train_missing_stores_what_the_bank_would_train(short, digits_dm, tmp_path):
+    bank = ModelBank(short, digits_dm, ModelCache(tmp_path))
+    assert bank.train_missing() == 3 + 5  # original and 2 in-shadows on D; 2 references and 3 U-LiRA models on D_r
+    expected = [bank.key(*m) for group in bank.stackable() for m in group]
+    assert sorted(bank.cache.trained) == sorted(expected) and bank.key("retrained", 0) not in expected
+    model, meta = bank.shadow(1)  # found in the cache, under the key the sequential path uses
+    assert meta["key"] in bank.cache.loaded and meta["stack_size"] == 3 and meta["train_time_s"] > 0
+    alone, _ = _pairs(bank, [("original", 1)])
+    torch.testing.assert_close(model.state_dict(), alone[0].state_dict(), rtol=0, atol=0)
+    assert bank.train_missing() == 0  # nothing is trained twice
+    assert "stack_size" not in bank.oracle()[1]  # trained alone: its time is time_ratio's denominator
+
+
+def test_models_that_cannot_be_stacked_exactly_are_refused():
+    def model(name):
+        return build_model(name, num_classes=10, in_channels=1, image_size=8)
+
+    assert stack_refusal(model("mlp"), augment=False, trainer_kwargs={"accelerator": "cpu", "devices": 1}) is None
+    assert stack_refusal(model("small_cnn"), augment=False, trainer_kwargs=None) is None  # grouped: exact
+    assert "batch statistics" in stack_refusal(model("small_cnn"), augment=False, trainer_kwargs=None, vectorise=True)
+    assert "augmentation" in stack_refusal(model("mlp"), augment=True, trainer_kwargs=None)
+    assert "devices" in stack_refusal(model("mlp"), augment=False, trainer_kwargs={"devices": 2})
+    dropout = torch.nn.Sequential(model("mlp"), torch.nn.Dropout(0.5))
+    assert "dropout" in stack_refusal(dropout, augment=False, trainer_kwargs=None)
