@@ -139,9 +139,9 @@ def figure_b(preset: Preset, dm, cache, plan: PerfPlan) -> dict[str, float]:
     from benchmark.training import fit_classifier, seeded_build
 
     train = preset.train if plan.stack_epochs is None else dataclasses.replace(preset.train, epochs=plan.stack_epochs)
-    short = dataclasses.replace(preset, train=train, bank=Bank(references=0, shadows=plan.stack_size))
+    short = dataclasses.replace(preset, train=train, bank=Bank(references=0, shadows=plan.stack_size - 1))
     bank = ModelBank(short, dm, cache)
-    members = bank.stackable()[0]  # the in-shadows: all trained on D
+    members = bank.stackable()[0]  # the original and its in-shadows: all trained on D
     refusal = stack_refusal(bank.new_model(), augment=dm.augment, trainer_kwargs=None)
 
     def build():

@@ -68,3 +68,25 @@ def test_models_that_cannot_be_stacked_exactly_are_refused():
     assert "devices" in stack_refusal(model("mlp"), augment=False, trainer_kwargs={"devices": 2})
     dropout = torch.nn.Sequential(model("mlp"), torch.nn.Dropout(0.5))
     assert "dropout" in stack_refusal(dropout, augment=False, trainer_kwargs=None)
+
+
+@pytest.mark.slow
+def test_rows_are_unchanged_by_training_the_bank_in_groups(digits_preset, tmp_path, monkeypatch):
+    """The same cells scored on a bank trained one by one (before issue 7) and in groups: the same numbers."""
+    from benchmark.runner import run_benchmark
+
+    preset = dataclasses.replace(digits_preset, bank=Bank(references=3, shadows=3))
+
+    def rows(name):
+        summary = run_benchmark(preset, ["ft", "trw"], forget_classes=[(3,)], out_dir=tmp_path / name,
+                                cache_dir=tmp_path / f"{name}-cache", show_progress=False)
+        return [(row["method"], row["metrics"], row["oracle"]) for row in summary.rows]
+
+    grouped = rows("grouped")
+    monkeypatch.setattr(ModelBank, "train_missing", lambda self, max_stack=32: 0)
+    sequential = rows("sequential")
+    timing = {"time_s", "time_ratio"}
+    for (method, metrics, oracle), (_, metrics_before, oracle_before) in zip(grouped, sequential, strict=True):
+        for part, before in ((metrics, metrics_before), (oracle, oracle_before)):
+            assert {k: v for k, v in part.items() if k not in timing} == pytest.approx(
+                {k: v for k, v in before.items() if k not in timing}, abs=1e-9), method
