@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -106,6 +107,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from benchmark.runner import run_benchmark  # imports Lightning: only when running
     from benchmark.shard import Shard
 
+    if args.verbose:  # benchmark.trainer quiets Lightning's banners; verbose brings them back
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.INFO)
     for module in args.plugin or []:
         load_plugin(module)
     preset = load_preset(args.preset)
@@ -122,7 +126,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     summary = run_benchmark(preset, methods, forget_classes=parse_forget_classes(args.forget_classes),
                             seeds=args.seeds, out_dir=args.out, cache_dir=args.cache, data_root=args.data_root,
                             trainer_kwargs=trainer_kwargs, options=options, console=console if not args.quiet else None,
-                            show_progress=not args.quiet, command=args.command_line, shard=shard)
+                            show_progress=not args.quiet, command=args.command_line, shard=shard,
+                            report=(lambda row: console.print(row_line(row))) if args.verbose else None)
     failed = [r for r in summary.rows if r["status"] == "failed"]
     if not is_writer():  # every rank ran the grid; rank 0 reports it
         return 1 if failed else 0
@@ -134,8 +139,20 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(Text(where, style="red") + Text(row["error"]))
     others = f", {summary.other_shards} cells left to other shards" if summary.other_shards else ""
     console.print(f"{len(summary.rows)} new rows ({summary.skipped} cells already done, "
-                  f"{summary.trained_models} models trained{others}) -> {Path(summary.out_dir) / RESULTS_FILE}")
+                  f"{summary.trained_models} models trained{others}) -> {Path(summary.out_dir) / RESULTS_FILE}; "
+                  f"models in {args.cache or 'runs/cache'}; `bench leaderboard --runs {summary.out_dir}` "
+                  "renders leaderboard.md")
     return 1 if failed else 0
+
+
+def row_line(row: dict) -> Text:
+    """One line per finished cell for ``--verbose``: the scores a reader looks at first."""
+    m = row["metrics"]
+    scores = "  ".join(f"{label} {m[key]:.1f}" for key, label in (("UA", "UA"), ("TA", "TA"), ("MIA_NN", "MIA-NN"),
+                                                                  ("ULiRA", "U-LiRA")) if key in m)
+    style = {"ok": "green", "diverged": "yellow", "failed": "red"}[row["status"]]
+    return (Text(f"{row['method']} forget {row['forget_classes']} seed {row['seed']}: ", style="bold")
+            + Text(row["status"], style=style) + Text(f"  {scores}  ({row['diagnostics'].get('cell_s', 0):.1f} s)"))
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
@@ -248,7 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="any further Lightning Trainer argument for every fit, e.g. sync_batchnorm=true (repeatable)")
     run.add_argument("--shard", metavar="I/N",
                      help="run only shard I (0-based) of N disjoint parts of the grid, e.g. $SLURM_ARRAY_TASK_ID/8")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    loudness = run.add_mutually_exclusive_group()
+    loudness.add_argument("--quiet", action="store_true", help="no progress bars")
+    loudness.add_argument("--verbose", action="store_true",
+                          help="a line per finished cell, and Lightning's own messages")
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="list methods, presets, datasets and models")

@@ -262,7 +262,7 @@ def run_benchmark(preset: Preset, methods: Sequence[str], *, forget_classes: Seq
                   cache_dir: str | Path | None = None, data_root: str | None = None,
                   trainer_kwargs: dict[str, Any] | None = None, options: AttackOptions | None = None,
                   console: Console | None = None, show_progress: bool = True, command: str = "",
-                  shard: Shard | None = None) -> GridSummary:
+                  shard: Shard | None = None, report: Callable[[dict[str, Any]], None] | None = None) -> GridSummary:
     """Run the grid and append one row per new cell to ``out_dir/results.jsonl``.
 
     Under a multi-process Trainer setting (``strategy="ddp"``, several devices or nodes) every process
@@ -283,6 +283,7 @@ def run_benchmark(preset: Preset, methods: Sequence[str], *, forget_classes: Seq
         show_progress: draw progress bars.
         command: the command line that started the run, recorded in every row (the leaderboard quotes it).
         shard: the part of the grid this job runs (default: all of it).
+        report: called with every new row as soon as it is written (the CLI's ``--verbose`` prints it).
     """
     out_dir = Path(out_dir or Path("runs") / preset.name)
     cache = ModelCache(cache_dir or Path("runs") / "cache")
@@ -333,6 +334,8 @@ def run_benchmark(preset: Preset, methods: Sequence[str], *, forget_classes: Seq
                     else:
                         if is_writer():
                             store.append(row)
+                            if report is not None:
+                                report(row)
                         summary.rows.append(row)
                     progress.advance(grid)
         progress.update(grid, description=f"[bold]{preset.name}[/]: done")
