@@ -13,14 +13,21 @@ from pathlib import Path
 import torch
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def _durable_temp(path: Path, data: bytes) -> str:
+    """``data`` written and fsynced to a temporary file beside ``path`` (same file system, so it can be
+    renamed or linked into place); the caller removes it if it is not moved."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = _durable_temp(path, data)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -85,13 +92,8 @@ def create_bytes_once(path: Path, data: bytes) -> bool:
     Two processes racing to create the same file (shards starting together) cannot both win: the
     finished temporary file is hard-linked into place, which fails if the name is taken.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _durable_temp(path, data)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         try:
             os.link(tmp, path)
         except FileExistsError:
