@@ -88,6 +88,8 @@ class EpochMean:
 
     def add(self, module: L.LightningModule, loss: Tensor, weight: int = 1) -> None:
         """Count one step's ``loss`` (with ``weight``, e.g. its batch size); log the mean on the last batch."""
+        if module._trainer is None:  # a step called by hand (tests, notebooks): there is no epoch to log into
+            return
         if module.current_epoch != self.epoch:  # an epoch whose last step logged nothing starts afresh
             self.epoch, self.total, self.weight = module.current_epoch, None, 0
         value = loss.detach() * weight
