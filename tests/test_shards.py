@@ -120,7 +120,8 @@ def test_two_parallel_shards_merge_into_the_unsharded_leaderboard(tmp_path, monk
     for row in shared:  # every score of every cell, bit for bit, wall-clock times aside
         assert without_measured(row) == without_measured(by_cell[row["method"], tuple(row["forget_classes"])])
 
-    def board(rows_):  # what the two leaderboards may not share: wall-clock times and when the runs ended
-        return render_markdown([r | without_measured(r) | {"finished": "-"} for r in rows_], command="x")
+    def board(rows_):  # what the two leaderboards may not share: wall-clock times, run dates and the commands
+        neutral = {"started": "-", "finished": "-", "command": "bench run"}  # (shard commands name their shard)
+        return render_markdown([r | without_measured(r) | neutral for r in rows_], command="x")
 
     assert board(shared) == board(whole)
