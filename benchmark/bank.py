@@ -122,8 +122,7 @@ class ModelBank:
         return trained
 
     def _is_cached(self, role: str, index: int) -> bool:
-        # ModelCache has no public "exists" yet; the weights file's JSON record is what marks a finished entry
-        return self.cache._paths(self.key(role, index), "models")[1].exists()
+        return self.cache.has_model(self.key(role, index))
 
     def _train_stack(self, members: list[tuple[str, int]]) -> int:
         if not members:

@@ -99,6 +99,11 @@ class ModelCache:
         record = {"key": key, "config": config, "meta": meta, "sha256": sha}
         write_bytes_atomic(meta_path, json.dumps(record, indent=1, default=str).encode())
 
+    def has_model(self, key: str) -> bool:
+        """Whether a finished model entry exists for ``key`` (its record is written last; the checksum is
+        verified only when the entry is loaded)."""
+        return self._paths(key, "models")[1].exists()
+
     def get_or_train(self, config: dict[str, Any], build: Callable[[], nn.Module],
                      train: Callable[[nn.Module], dict[str, Any]]) -> tuple[nn.Module, dict[str, Any]]:
         """The model for ``config``: loaded if cached, else built, trained, stored.

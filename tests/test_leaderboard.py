@@ -130,3 +130,25 @@ def test_committed_leaderboard_is_reproduced_from_the_committed_rows():
     assert render_markdown(rows, command=command, figures=figure_links()) == (root / "leaderboard.md").read_text()
     assert render_csv(rows) == (root / "leaderboard.csv").read_text()
     assert render_json(rows) == (root / "leaderboard.json").read_text()
+
+
+# The README's Findings quote these means (one decimal) from the committed rows; this keeps them honest.
+README_FINDINGS = [
+    ("digits", "oracle", "MIA_NN", 54.4), ("mnist5k", "oracle", "MIA_NN", 56.5),
+    ("digits", "original", "MIA_NN", 93.0), ("mnist5k", "original", "MIA_NN", 96.0),
+    ("digits", "trw", "MIA_NN", 62.8), ("digits", "rl", "MIA_NN", 88.5),
+    ("mnist5k", "trw", "MIA_NN", 68.4), ("mnist5k", "rl", "MIA_NN", 91.1),
+    ("digits", "scrub", "privacy_gap", 20.9), ("digits", "trw", "privacy_gap", 22.1),
+    ("digits", "rwft", "privacy_gap", 21.8), ("digits", "amun", "MIA_NN", 57.6),
+    ("mnist5k", "scrub", "privacy_gap", 28.1), ("mnist5k", "trw", "privacy_gap", 28.5),
+    ("mnist5k", "neggrad_plus", "privacy_gap", 25.9),
+]
+
+
+@pytest.mark.parametrize(("preset", "method", "column", "quoted"), README_FINDINGS)
+def test_figures_quoted_in_the_readme_match_the_committed_rows(preset, method, column, quoted):
+    root = Path(__file__).resolve().parents[1]
+    rows = read_rows(root / "benchmark" / "results" / preset / "results.jsonl")
+    summary = next(s for s in aggregate(rows)[preset] if s.method == method)
+    assert round(summary.mean[column], 1) == quoted
+    assert f"{quoted}" in (root / "README.md").read_text()
