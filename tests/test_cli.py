@@ -91,3 +91,25 @@ def test_leaderboard_renders_and_checks(first_run, tmp_path, capsys):
     assert main(["leaderboard", "--runs", str(root / "digits"), "--output", str(board), "--check"]) == 0
     board.write_text(text + "edited by hand\n")
     assert main(["leaderboard", "--runs", str(root / "digits"), "--output", str(board), "--check"]) == 1
+
+
+VOLATILE = ("started", "finished", "command")  # dates and the tmp paths of this run
+TIMINGS = ("time_s", "time_ratio")
+
+
+def _stable(row: dict) -> dict:
+    """A row without what changes from run to run on one machine (dates, paths, wall times)."""
+    row = {k: v for k, v in row.items() if k not in VOLATILE}
+    for part in ("metrics", "oracle"):
+        row[part] = {k: v for k, v in row[part].items() if k not in TIMINGS}
+    row["diagnostics"] = {k: v for k, v in row["diagnostics"].items() if k != "cell_s"}
+    return row
+
+
+def test_fixed_seed_rows_equal_the_recorded_ones(first_run):
+    """The same command gives the same rows (and config hashes, so resume still finds them) as the
+    code did when ``tests/data/digits_cli_rows.json`` was recorded, before the benchmark/ package moved
+    into floors. Recorded with this module's ``first_run`` command; same machine, same numbers."""
+    root, _, _ = first_run
+    recorded = json.loads((__import__("pathlib").Path(__file__).parent / "data" / "digits_cli_rows.json").read_text())
+    assert [_stable(r) for r in _rows(root)] == recorded
