@@ -4,14 +4,14 @@ that gather outputs once and call them."""
 from attacks.accuracy import Accuracy, accuracy, accuracy_metrics
 from attacks.base import AttackOptions, CellContext, MetricCallback, lazy
 from attacks.destination import ForgetDestination
+from attacks.errors import AttackOptionsError, ScoreUndefined
 from attacks.fidelity import SimilarityFidelity, similarity_fidelity
 from attacks.metrics import METRICS, MetricInfo
 from attacks.mia import MIAEfficacy, TVDistance
 from attacks.mia_nn import MIANN
+from attacks.outputs import Outputs, OutputSource
 from attacks.ulira import ULiRA
 
-ALL_CALLBACKS = (Accuracy, MIAEfficacy, TVDistance, MIANN, ULiRA, SimilarityFidelity, ForgetDestination)
-
-__all__ = ["ALL_CALLBACKS", "METRICS", "MIANN", "Accuracy", "AttackOptions", "CellContext", "ForgetDestination",
-           "MIAEfficacy", "MetricCallback", "MetricInfo", "SimilarityFidelity", "TVDistance", "ULiRA", "accuracy",
-           "accuracy_metrics", "lazy", "similarity_fidelity"]
+__all__ = ["METRICS", "MIANN", "Accuracy", "AttackOptions", "AttackOptionsError", "CellContext", "ForgetDestination",
+           "MIAEfficacy", "MetricCallback", "MetricInfo", "OutputSource", "Outputs", "ScoreUndefined",
+           "SimilarityFidelity", "TVDistance", "ULiRA", "accuracy", "accuracy_metrics", "lazy", "similarity_fidelity"]

@@ -6,7 +6,7 @@ from torch import Tensor
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from attacks.base import MetricCallback
-from benchmark.outputs import Outputs
+from attacks.outputs import Outputs
 
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:

@@ -10,7 +10,9 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from benchmark.outputs import Outputs, OutputsProvider
+from attacks.errors import AttackOptionsError, ScoreUndefined
+from attacks.functional import FEATURE_KINDS, MIA_SIGNALS
+from attacks.outputs import Outputs, OutputSource
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,18 @@ class AttackOptions:
     nn_feature: str = "prob"
     mia_signal: str = "confidence"
     per_example_variance: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.neighbours, bool) or not isinstance(self.neighbours, int) or self.neighbours < 1:
+            raise AttackOptionsError(f"neighbours (MIA-NN's k) must be an integer >= 1, got {self.neighbours!r}")
+        if self.nn_feature not in FEATURE_KINDS:
+            raise AttackOptionsError(f"unknown MIA-NN feature {self.nn_feature!r}; choose one of "
+                                     f"{', '.join(FEATURE_KINDS)}")
+        if self.mia_signal not in MIA_SIGNALS:
+            raise AttackOptionsError(f"unknown MIA-efficacy signal {self.mia_signal!r}; choose one of "
+                                     f"{', '.join(MIA_SIGNALS)}")
+        if not isinstance(self.per_example_variance, bool):
+            raise AttackOptionsError(f"per_example_variance must be True or False, got {self.per_example_variance!r}")
 
 
 def lazy(make: Callable[[], Any]) -> Callable[[], Any]:
@@ -55,7 +69,7 @@ class CellContext:
         options: attack settings.
     """
 
-    outputs: OutputsProvider
+    outputs: OutputSource
     oracle: Outputs
     oracle_meta: dict[str, Any]
     forget_classes: tuple[int, ...] = ()
@@ -75,7 +89,7 @@ class CellContext:
     def require(self, what: str) -> Any:
         value = getattr(self, what)
         if value is None:
-            raise ValueError(f"this attack needs {what.replace('_', ' ')}, and the cell provides none")
+            raise ScoreUndefined(f"this attack needs {what.replace('_', ' ')}, and the cell provides none")
         return value()
 
 
@@ -101,9 +115,15 @@ class MetricCallback(Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         ctx = self.context
-        for target, score, into in (("method", lambda: self.score_method(ctx.method_outputs(pl_module)),
+        for target, score, into in (("method", lambda: self.score_method(self._finite(ctx.method_outputs(pl_module))),
                                      ctx.method_metrics), ("oracle", self.score_oracle, ctx.oracle_metrics)):
             try:
                 into.update(score())
-            except ValueError as exc:  # e.g. non-finite outputs of a diverged model: the score does not exist
+            except ScoreUndefined as exc:  # e.g. a diverged model: the score does not exist; any other error is a bug
                 ctx.diagnostics.setdefault("errors", []).append(f"{type(self).__name__} ({target}): {exc}")
+
+    @staticmethod
+    def _finite(outputs: Outputs) -> Outputs:
+        if not outputs.finite():
+            raise ScoreUndefined("non-finite model outputs (a diverged model): the score does not exist")
+        return outputs

@@ -8,7 +8,7 @@ import lightning as L
 from torch import Tensor
 
 from attacks.base import MetricCallback
-from benchmark.outputs import Outputs
+from attacks.outputs import Outputs
 
 DIGITS = 5  # rounding of the stored probabilities: enough for a plot, small in the row
 

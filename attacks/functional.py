@@ -15,6 +15,8 @@ from sklearn.svm import SVC
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc, binary_roc
 
+from attacks.errors import ScoreUndefined
+
 # -- shared pieces ----------------------------------------------------------------------------------
 
 
@@ -23,6 +25,13 @@ def balanced_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
     pred, truth = np.asarray(pred), np.asarray(truth)
     recalls = [float(np.mean(pred[truth == c] == c)) for c in np.unique(truth)]
     return 100.0 * float(np.mean(recalls))
+
+
+def require_finite(*arrays) -> None:
+    """Raise :class:`ScoreUndefined` when an input holds NaN or infinity (a diverged model's outputs)."""
+    for a in arrays:
+        if not np.isfinite(np.asarray(a)).all():
+            raise ScoreUndefined("non-finite model outputs (a diverged model): the score does not exist")
 
 
 def _subsample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -37,7 +46,8 @@ def svc_balanced_accuracy(train_neg: np.ndarray, train_pos: np.ndarray, test_neg
     rng = np.random.default_rng(seed)
     n_train, n_test = min(len(train_neg), len(train_pos)), min(len(test_neg), len(test_pos))
     if n_train == 0 or n_test == 0:
-        raise ValueError("an SVC attack needs samples of both kinds to train and to test on")
+        raise ScoreUndefined("an SVC attack needs samples of both kinds to train and to test on")
+    require_finite(train_neg, train_pos, test_neg, test_pos)
     x_train = np.concatenate([_subsample(train_neg, n_train, rng), _subsample(train_pos, n_train, rng)])
     y_train = np.r_[np.zeros(n_train), np.ones(n_train)]
     x_test = np.concatenate([_subsample(test_neg, n_test, rng), _subsample(test_pos, n_test, rng)])
@@ -217,6 +227,7 @@ def mia_efficacy(retain_probs: Tensor, retain_labels: Tensor, test_probs: Tensor
                  forget_probs: Tensor, forget_labels: Tensor, *, signal: str = "confidence", seed: int = 0) -> float:
     """SalUn's MIA-efficacy (percent): an RBF SVC (C=3, gamma="auto") fitted on members (a class-balanced
     sample of D_r as large as T_r) against non-members (T_r); the share of D_f it calls non-member."""
+    require_finite(retain_probs, test_probs, forget_probs)
     rng = np.random.default_rng(seed)
     members = class_balanced_sample(retain_labels, len(test_labels), rng)
     x = np.concatenate([mia_signal(retain_probs[members], retain_labels[members], signal),

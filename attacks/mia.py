@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from attacks.base import MetricCallback
 from attacks.functional import mia_efficacy, tv_distance
-from benchmark.outputs import Outputs
+from attacks.outputs import Outputs
 
 
 class MIAEfficacy(MetricCallback):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from attacks.base import MetricCallback
 from attacks.functional import mia_nn_reference, mia_nn_shadow, neighbour_classes, neighbour_features
-from benchmark.outputs import Outputs
+from attacks.outputs import Outputs
 
 
 class MIANN(MetricCallback):

@@ -7,7 +7,7 @@ import torch
 
 from attacks.base import MetricCallback
 from attacks.functional import logit_confidence, ulira_scores, ulira_summary
-from benchmark.outputs import Outputs
+from attacks.outputs import Outputs
 
 
 def _psi(outputs: Outputs) -> torch.Tensor:

@@ -18,17 +18,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from attacks.base import AttackOptions
+from attacks import AttackOptions, AttackOptionsError
 from attacks.functional import FEATURE_KINDS, MIA_SIGNALS
-from benchmark.leaderboard import render_markdown, rich_tables
-from benchmark.preset import DEFAULT_PRESET, Bank, PresetError, load_preset, preset_names
-from benchmark.store import RESULTS_FILE, read_rows
-from datamodules import DATAMODULES, DatasetNotFoundError
-from methods.base import get_method, load_plugin, method_names
+from benchmark.core.errors import BenchError, ConfigError, refuse_repeats
+from benchmark.engine.preset import DEFAULT_PRESET, Bank, load_preset, preset_names
+from benchmark.report.leaderboard import render_markdown, rich_tables
+from benchmark.report.store import RESULTS_FILE, read_rows
+from datamodules import DATAMODULES
+from methods.base import load_plugin, method_names, resolve_methods
 
 LEADERBOARD_FILE = "leaderboard.md"
-USER_ERRORS = (KeyError, ValueError, PresetError, DatasetNotFoundError, ImportError, PermissionError,
-               FileNotFoundError)
+USER_ERRORS = (BenchError, AttackOptionsError)  # mistakes the user can fix from the message; the rest are bugs
 
 
 def parse_forget_classes(values: list[str] | None) -> list[tuple[int, ...]] | None:
@@ -38,35 +38,14 @@ def parse_forget_classes(values: list[str] | None) -> list[tuple[int, ...]] | No
     try:
         sets = [tuple(int(c) for c in v.split(",") if c.strip()) for v in values]
     except ValueError:
-        raise ValueError(f"--forget-classes takes class ids like '3' or '3,5', got {values}") from None
+        raise ConfigError(f"--forget-classes takes class ids like '3' or '3,5', got {values}") from None
     for fc in sets:
         if not fc:
-            raise ValueError(f"--forget-classes {' '.join(map(repr, values))}: a forget-class set is empty; "
+            raise ConfigError(f"--forget-classes {' '.join(map(repr, values))}: a forget-class set is empty; "
                              "name at least one class, like '3' or '3,5'")
         refuse_repeats("--forget-classes " + ",".join(map(str, fc)), fc, "class")
     refuse_repeats("--forget-classes", [tuple(sorted(fc)) for fc in sets], "forget-class set")
     return sets
-
-
-def refuse_repeats(flag: str, items: list | tuple, what: str) -> None:
-    """A value given twice is a typo or a misunderstanding (the cell would run once); say so rather
-    than guess."""
-    seen: set = set()
-    for item in items:
-        if item in seen:
-            shown = ",".join(map(str, item)) if isinstance(item, tuple) else item
-            raise ValueError(f"{flag}: {what} {shown} is given twice")
-        seen.add(item)
-
-
-def resolve_methods(spec: str) -> list[str]:
-    names = method_names() if spec == "all" else [m.strip() for m in spec.split(",") if m.strip()]
-    if not names:
-        raise ValueError("--methods is empty: give 'all' or a comma-separated list")
-    refuse_repeats("--methods", names, "method")
-    for name in names:
-        get_method(name)  # unknown names fail here, listing the known ones
-    return names
 
 
 # set by the benchmark itself for every fit; a user's value would be silently replaced or collide
@@ -95,19 +74,20 @@ def trainer_arguments(args: argparse.Namespace) -> dict:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise ValueError(f"--trainer takes KEY=VALUE (a Lightning Trainer argument), got {item!r}")
+            raise ConfigError(f"--trainer takes KEY=VALUE (a Lightning Trainer argument), got {item!r}")
         if key in RESERVED_TRAINER_ARGS:
-            raise ValueError(f"--trainer {key}: the benchmark sets {key} itself for every fit")
+            raise ConfigError(f"--trainer {key}: the benchmark sets {key} itself for every fit")
         kwargs[key] = yaml.safe_load(value)
     return kwargs
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from benchmark.distributed import is_writer
-    from benchmark.runner import run_benchmark  # imports Lightning: only when running
-    from benchmark.shard import Shard
+    from benchmark.core.distributed import is_writer
+    from benchmark.engine.fitting import FitSettings
+    from benchmark.engine.grid import Display, RunPaths, run_benchmark  # imports Lightning: only when running
+    from benchmark.engine.shard import Shard
 
-    if args.verbose:  # benchmark.trainer quiets Lightning's banners; verbose brings them back
+    if args.verbose:  # Lightning's own messages (its INFO banners) on top of the per-cell lines
         for name in ("lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).setLevel(logging.INFO)
     for module in args.plugin or []:
@@ -124,10 +104,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     trainer_kwargs = trainer_arguments(args)
     shard = Shard.parse(args.shard)
     summary = run_benchmark(preset, methods, forget_classes=parse_forget_classes(args.forget_classes),
-                            seeds=args.seeds, out_dir=args.out, cache_dir=args.cache, data_root=args.data_root,
-                            trainer_kwargs=trainer_kwargs, options=options, console=console if not args.quiet else None,
-                            show_progress=not args.quiet, command=args.command_line, shard=shard,
-                            report=(lambda row: console.print(row_line(row))) if args.verbose else None)
+                            seeds=args.seeds, options=options, shard=shard,
+                            paths=RunPaths(out=args.out, cache=args.cache, data_root=args.data_root),
+                            fit=FitSettings(trainer_kwargs=trainer_kwargs),
+                            display=Display(progress=not args.quiet, console=console if not args.quiet else None,
+                                            on_row=(lambda row: console.print(row_line(row))) if args.verbose else None,
+                                            lightning_messages=args.verbose),
+                            command=args.command_line)
     failed = [r for r in summary.rows if r["status"] == "failed"]
     if not is_writer():  # every rank ran the grid; rank 0 reports it
         return 1 if failed else 0
@@ -162,14 +145,14 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     console.print("[bold]presets[/]: " + ", ".join(
         f"{name}{' (default)' if name == DEFAULT_PRESET else ''}" for name in preset_names()))
     console.print("[bold]datasets[/]: " + ", ".join(DATAMODULES))
-    from benchmark.models import MODELS
+    from benchmark.engine.models import MODELS
 
     console.print("[bold]models[/]: " + ", ".join(MODELS))
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
-    from benchmark.leaderboard import render_csv, render_json
+    from benchmark.report.leaderboard import render_csv, render_json
 
     run_dirs = [Path(d) for d in (args.runs or sorted(p.parent for p in Path("runs").glob(f"*/{RESULTS_FILE}")))]
     rows = [row for d in run_dirs for row in read_rows(d / RESULTS_FILE)]
@@ -191,7 +174,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     for path, text in texts.items():
         path.write_text(text)
     if figures:
-        from benchmark.plots import draw_all  # matplotlib: only when drawing
+        from benchmark.report.plots import draw_all  # matplotlib: only when drawing
 
         draw_all(rows, output.parent)
     for table in rich_tables(rows):
@@ -202,7 +185,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
 
 
 def figure_links() -> list[tuple[str, str]]:
-    from benchmark.plots import FIGURES
+    from benchmark.report.plots import FIGURES
 
     return [(title, name) for name, title in FIGURES.items()]
 
@@ -212,7 +195,7 @@ def cmd_perf(args: argparse.Namespace, console: Console) -> int:
 
     import torch
 
-    from benchmark.perf import run_perf  # trains models: imports Lightning only when asked
+    from benchmark.studies.perf import run_perf  # trains models: imports Lightning only when asked
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -304,8 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, console)
     except USER_ERRORS as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        Console(stderr=True).print(Text("error: ", style="bold red") + Text(str(message)), highlight=False)
+        Console(stderr=True).print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False)
         return 2
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted: finished rows are kept; run the same command again to resume")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmark.naming import unknown_name_message
+from benchmark.core.registry import Registry
 from datamodules.base import (
     EVAL_SPLITS,
     DatasetNotFoundError,
@@ -21,30 +21,29 @@ from datamodules.torchvision_sets import (
     TorchvisionDataModule,
 )
 
-DATAMODULES: dict[str, type[UnlearningDataModule]] = {
-    cls.name: cls for cls in (
-        DigitsDataModule, MNIST5kDataModule, MNISTDataModule, FashionMNISTDataModule, CIFAR10DataModule,
-        CIFAR100DataModule, SVHNDataModule, TinyImageNetDataModule,
-    )
-}
+
+def _check_datamodule(cls: object) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, UnlearningDataModule)):
+        raise TypeError(f"{cls!r} is not a subclass of UnlearningDataModule")
+
+
+DATAMODULES: Registry[type[UnlearningDataModule]] = Registry("dataset", check=_check_datamodule)
 
 
 def register_datamodule(cls: type[UnlearningDataModule]) -> type[UnlearningDataModule]:
     """Add a dataset under ``cls.name``; a second class with the same name is an error."""
-    if not (isinstance(cls, type) and issubclass(cls, UnlearningDataModule)):
-        raise TypeError(f"{cls!r} is not a subclass of UnlearningDataModule")
-    if cls.name in DATAMODULES and DATAMODULES[cls.name] is not cls:
-        raise ValueError(f"dataset name {cls.name!r} is taken by {DATAMODULES[cls.name].__qualname__}")
-    DATAMODULES[cls.name] = cls
-    return cls
+    _check_datamodule(cls)
+    return DATAMODULES.register(cls.name, cls)
+
+
+for _cls in (DigitsDataModule, MNIST5kDataModule, MNISTDataModule, FashionMNISTDataModule, CIFAR10DataModule,
+             CIFAR100DataModule, SVHNDataModule, TinyImageNetDataModule):
+    register_datamodule(_cls)
 
 
 def get_datamodule_class(name: str) -> type[UnlearningDataModule]:
     """Look a dataset up by name; an unknown name lists the known ones, close matches first."""
-    try:
-        return DATAMODULES[name]
-    except KeyError:
-        raise KeyError(unknown_name_message("dataset", name, DATAMODULES)) from None
+    return DATAMODULES.get(name)
 
 
 __all__ = [

@@ -29,11 +29,13 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from benchmark.core.errors import BenchError, ConfigError
+
 EVAL_SPLITS = ("D_f", "D_r", "T_f", "T_r", "V")
 DATA_KINDS = frozenset({"retain", "forget"})
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(BenchError, FileNotFoundError):
     """A dataset is not on disk and downloading was not asked for; the message says how to get it."""
 
 
@@ -321,19 +323,19 @@ class UnlearningDataModule(L.LightningDataModule):
 
 def combine(loaders: dict[str, DataLoader]) -> CombinedLoader:
     if not loaders:
-        raise ValueError("a method that uses no data has nothing to train on; give it zero epochs")
+        raise ConfigError("a method that uses no data has nothing to train on; give it zero epochs")
     return CombinedLoader(loaders, mode="max_size_cycle")
 
 
 def check_forget_classes(forget_classes: Sequence[int], num_classes: int) -> tuple[int, ...]:
     classes = tuple(sorted({int(c) for c in forget_classes}))
     if not classes:
-        raise ValueError("forget classes are empty: name at least one class to unlearn")
+        raise ConfigError("forget classes are empty: name at least one class to unlearn")
     bad = [c for c in classes if not 0 <= c < num_classes]
     if bad:
-        raise ValueError(f"forget classes {bad} are out of range: this dataset has classes 0..{num_classes - 1}")
+        raise ConfigError(f"forget classes {bad} are out of range: this dataset has classes 0..{num_classes - 1}")
     if len(classes) == num_classes:
-        raise ValueError("cannot forget every class: at least one class must be retained")
+        raise ConfigError("cannot forget every class: at least one class must be retained")
     return classes
 
 
@@ -341,7 +343,7 @@ def check_uses(uses: Iterable[str]) -> frozenset[str]:
     uses = frozenset(uses)
     unknown = uses - DATA_KINDS
     if unknown:
-        raise ValueError(f"unknown data kinds {sorted(unknown)}; a method may use {sorted(DATA_KINDS)}")
+        raise ConfigError(f"unknown data kinds {sorted(unknown)}; a method may use {sorted(DATA_KINDS)}")
     return uses
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmark.core.errors import ConfigError
 from datamodules.base import ImageArrays, UnlearningDataModule
 from datamodules.torchvision_sets import missing_dataset_error
 
@@ -53,7 +54,7 @@ class TinyImageNetDataModule(UnlearningDataModule):
 
         wnids = [line.strip() for line in wnids_file.read_text().splitlines() if line.strip()]
         if not wnids or len(wnids) > self.num_classes:  # fewer is fine: a stand-in with some classes
-            raise ValueError(f"{wnids_file} lists {len(wnids)} class ids; Tiny ImageNet has {self.num_classes}")
+            raise ConfigError(f"{wnids_file} lists {len(wnids)} class ids; Tiny ImageNet has {self.num_classes}")
         index = {wnid: i for i, wnid in enumerate(wnids)}
 
         train_paths, train_labels = [], []
@@ -71,7 +72,7 @@ class TinyImageNetDataModule(UnlearningDataModule):
                 continue  # blank trailing line
             filename, wnid = fields[0], fields[1]
             if wnid not in index:
-                raise ValueError(f"{val_file}: {filename} has class id {wnid!r}, which is not in {wnids_file}")
+                raise ConfigError(f"{val_file}: {filename} has class id {wnid!r}, which is not in {wnids_file}")
             test_paths.append(base / "val" / "images" / filename)
             test_labels.append(index[wnid])
         return self._read(train_paths, train_labels), self._read(test_paths, test_labels)
@@ -89,6 +90,6 @@ class TinyImageNetDataModule(UnlearningDataModule):
         with Image.open(path) as img:
             array = np.asarray(img.convert("RGB"), dtype=np.uint8)  # a few official images are greyscale
         if array.shape[:2] != (self.image_size, self.image_size):
-            raise ValueError(f"{path} is {array.shape[1]}x{array.shape[0]}; Tiny ImageNet images are "
+            raise ConfigError(f"{path} is {array.shape[1]}x{array.shape[0]}; Tiny ImageNet images are "
                              f"{self.image_size}x{self.image_size}")
         return array

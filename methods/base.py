@@ -32,14 +32,14 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor, nn
 
-from benchmark.naming import unknown_name_message
-from benchmark.recipes import TrainRecipe, make_lightning_optimizers
-from benchmark.trainer import EpochMean
+from benchmark.core.epoch_mean import EpochMean
+from benchmark.core.errors import ConfigError, refuse_repeats
+from benchmark.core.recipes import TrainRecipe, make_lightning_optimizers
+from benchmark.core.registry import Registry
 from datamodules.base import MethodData, check_forget_classes, check_uses
 
 Batch = tuple[Tensor, Tensor]
 ENTRY_POINT_GROUP = "unlearning_bench.methods"
-METHODS: dict[str, type[UnlearningMethod]] = {}
 
 
 class UnlearningMethod(L.LightningModule):
@@ -72,7 +72,7 @@ class UnlearningMethod(L.LightningModule):
                  scheduler: str = "constant", batch_size: int | None = None, seed: int = 0) -> None:
         super().__init__()
         if epochs < 0 or lr < 0:
-            raise ValueError(f"{self.name}: epochs and lr must be >= 0, got epochs={epochs}, lr={lr}")
+            raise ConfigError(f"{self.name}: epochs and lr must be >= 0, got epochs={epochs}, lr={lr}")
         self.save_hyperparameters(ignore=["model"])
         self.model = model.train()  # cached models arrive in eval mode; frozen BatchNorm would destabilise SGD
         self.num_classes = num_classes
@@ -175,23 +175,29 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     return teacher
 
 
-def register_method(cls: type) -> type:
-    """Register ``cls`` under ``cls.name``; wrong base classes and duplicate names are errors."""
+def _check_method(cls: object) -> None:
     if not (isinstance(cls, type) and issubclass(cls, UnlearningMethod)):
         raise TypeError(f"{cls!r} is not a subclass of UnlearningMethod and cannot be registered")
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"{cls.__qualname__}.name must be an identifier-like string, got {name!r}")
-    previous = METHODS.get(name)
-    if previous is not None and _qualname(previous) != _qualname(cls):
-        raise ValueError(f"method name {name!r} is defined twice: by {_qualname(previous)} and by {_qualname(cls)}")
     check_uses(cls.uses)
-    METHODS[name] = cls  # re-importing the same module (same qualified name) replaces it quietly
-    return cls
 
 
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+def _load_entry_point(name: str) -> None:
+    """A name not registered yet: the built-in methods, then a package's entry point of that name."""
+    import methods  # noqa: F401  (registers the built-in methods)
+
+    if name not in METHODS:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name == name:
+                ep.load()
+
+
+METHODS: Registry[type[UnlearningMethod]] = Registry("method", check=_check_method, on_miss=_load_entry_point)
+
+
+def register_method(cls: type) -> type:
+    """Register ``cls`` under ``cls.name``; wrong base classes and duplicate names are errors."""
+    _check_method(cls)
+    return METHODS.register(getattr(cls, "name", None), cls)
 
 
 def load_plugin(module: str) -> None:
@@ -199,20 +205,16 @@ def load_plugin(module: str) -> None:
     try:
         importlib.import_module(module)
     except Exception as exc:  # a plugin's own error, shown to the user with its type
-        raise ImportError(f"could not import plugin module {module!r}: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"could not import plugin module {module!r}: {type(exc).__name__}: {exc}") from exc
+
+
+class PluginError(ConfigError, ImportError):
+    """A ``--plugin`` module that does not import."""
 
 
 def get_method(name: str) -> type[UnlearningMethod]:
     """The method registered as ``name``; a package entry point of that name is loaded on demand."""
-    import methods  # noqa: F401  (registers the built-in methods)
-
-    if name not in METHODS:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name == name:
-                ep.load()
-    if name not in METHODS:
-        raise KeyError(unknown_name_message("method", name, METHODS))
-    return METHODS[name]
+    return METHODS.get(name)
 
 
 # The order of the built-in methods in `bench list` and `--methods all`: the references first, then
@@ -224,4 +226,15 @@ BUILTIN_ORDER = ("original", "retrain", "ft", "ga", "neggrad_plus", "rl", "bs", 
 def method_names() -> list[str]:
     import methods  # noqa: F401
 
-    return sorted(METHODS, key=lambda m: (BUILTIN_ORDER.index(m) if m in BUILTIN_ORDER else len(BUILTIN_ORDER)))
+    return sorted(METHODS.names(), key=lambda m: (BUILTIN_ORDER.index(m) if m in BUILTIN_ORDER else len(BUILTIN_ORDER)))
+
+
+def resolve_methods(spec: str) -> list[str]:
+    """``"all"`` or ``"a,b,c"`` -> method names; unknown names fail here, listing the known ones."""
+    names = method_names() if spec == "all" else [m.strip() for m in spec.split(",") if m.strip()]
+    if not names:
+        raise ConfigError("--methods is empty: give 'all' or a comma-separated list")
+    refuse_repeats("--methods", names, "method")
+    for name in names:
+        get_method(name)
+    return names

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.recipes import TrainRecipe
+from benchmark.core.recipes import TrainRecipe
 from datamodules.base import MethodData
 from methods.base import UnlearningMethod, reinitialise
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.recipes import make_lightning_optimizers
+from benchmark.core.recipes import make_lightning_optimizers
 from datamodules.base import MethodData
 from methods.importance import gradient_saliency, top_fraction_mask
 from methods.rl import RandomLabels

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from attacks import accuracy_metrics
-from benchmark.bank import ModelBank
-from benchmark.cache import ModelCache
-from benchmark.outputs import OutputsProvider
-from benchmark.preset import load_preset
-from benchmark.runner import build_datamodule
+from benchmark.engine.bank import ModelBank
+from benchmark.engine.cache import ModelCache
+from benchmark.engine.cell import build_datamodule
+from benchmark.engine.outputs import OutputsProvider
+from benchmark.engine.preset import load_preset
 
 torch.set_num_threads(2)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 # digits with a short recipe and a tiny bank (M = S = 2): every fit takes a second or two. The model has
 # BatchNorm, so that (a) the two-process test covers buffers DDP does not keep in step and (b) every run
-# fits its bank one model at a time (stacked fits, benchmark.stacked, equal sequential ones only up to
+# fits its bank one model at a time (stacked fits, benchmark.engine.stacked, equal sequential ones only up to
 # rounding, and an unsharded run would stack what shards fit one by one), so runs compare bit for bit.
 TINY_PRESET = """\
 description: "digits with a short recipe, for the scale-out tests"

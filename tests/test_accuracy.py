@@ -3,7 +3,7 @@ import torch
 from sklearn.metrics import accuracy_score
 
 from attacks import accuracy, accuracy_metrics
-from benchmark.outputs import Outputs
+from attacks.outputs import Outputs
 
 
 def test_accuracy_matches_scikit_learn():

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from attacks.functional import neighbour_classes
-from benchmark.bank import ModelBank
-from benchmark.outputs import OutputsProvider
-from benchmark.preset import Bank, load_preset
-from benchmark.runner import build_datamodule, run_benchmark
+from benchmark.engine.bank import ModelBank
+from benchmark.engine.cell import build_datamodule
+from benchmark.engine.grid import Display, RunPaths, run_benchmark
+from benchmark.engine.outputs import OutputsProvider
+from benchmark.engine.preset import Bank, load_preset
 
 EVERY_SCORE = {"UA", "FTA", "RA", "TA", "MIA_eff", "TV", "MIA_NN", "MIA_NN_shadow", "ULiRA", "ULiRA_AUC",
                "ULiRA_TPR1", "time_s", "time_ratio"}
@@ -35,7 +36,7 @@ def test_neighbour_classes_are_where_references_send_forget_samples(small_bank_p
 
 def test_a_cell_records_every_score_for_method_and_oracle(small_bank_preset, cache, tmp_path):
     summary = run_benchmark(small_bank_preset, ["original", "retrain"], forget_classes=[(3,)], seeds=[0],
-                            out_dir=tmp_path, cache_dir=cache.root, show_progress=False)
+                            paths=RunPaths(out=tmp_path, cache=cache.root), display=Display(progress=False))
     original, retrain = summary.rows
     for row in summary.rows:
         assert row["status"] == "ok"
@@ -60,8 +61,8 @@ def test_paper_claims_on_mnist5k(tmp_path, cache):
     41.2). It is reported, not asserted; the leaderboard's mean over cells is the noise floor to quote.
     """
     preset = load_preset("mnist5k")
-    summary = run_benchmark(preset, ["original", "rl", "rwft"], forget_classes=[(3,)], seeds=[0], out_dir=tmp_path,
-                            cache_dir=cache.root, show_progress=False)
+    summary = run_benchmark(preset, ["original", "rl", "rwft"], forget_classes=[(3,)], seeds=[0],
+                            paths=RunPaths(out=tmp_path, cache=cache.root), display=Display(progress=False))
     rows = {r["method"]: r for r in summary.rows}
     oracle = rows["original"]["oracle"]
     assert rows["original"]["metrics"]["MIA_NN"] > oracle["MIA_NN"] + 15

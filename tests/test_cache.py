@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.cache import ModelCache, config_hash
+from benchmark.engine.cache import ModelCache, config_hash
 
 
 def _trainer(calls):

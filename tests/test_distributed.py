@@ -11,12 +11,12 @@ import pytest
 from scale import finish, rows, start, tiny_preset, without_measured
 
 from benchmark.cli import build_parser, trainer_arguments
-from benchmark.distributed import agree, is_writer, rendezvous
-from benchmark.trainer import make_trainer
+from benchmark.core.distributed import agree, is_writer
+from benchmark.engine.fitting import FitSettings, rendezvous
 
 
 def test_single_process_needs_no_rendezvous_and_decides_alone():
-    assert rendezvous({"accelerator": "cpu", "devices": 1}) == 1
+    assert rendezvous(FitSettings(trainer_kwargs={"accelerator": "cpu", "devices": 1})) == 1
     assert is_writer() and agree(lambda: 41 + 1) == 42
     with pytest.raises(ZeroDivisionError):
         agree(lambda: 1 / 0)
@@ -24,7 +24,7 @@ def test_single_process_needs_no_rendezvous_and_decides_alone():
 
 def test_spawning_strategies_are_refused_with_the_alternative():
     with pytest.raises(ValueError, match="use strategy 'ddp'"):
-        rendezvous({"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"})
+        rendezvous(FitSettings(trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}))
 
 
 def test_trainer_arguments_reach_every_trainer():
@@ -33,7 +33,7 @@ def test_trainer_arguments_reach_every_trainer():
     kwargs = trainer_arguments(args)
     assert kwargs == {"accelerator": "cpu", "devices": 1, "precision": "bf16-mixed", "gradient_clip_val": 0.5,
                       "deterministic": True}
-    trainer = make_trainer(1, trainer_kwargs=kwargs)
+    trainer = FitSettings(trainer_kwargs=kwargs).trainer(1)
     assert trainer.gradient_clip_val == 0.5 and trainer.precision == "bf16-mixed"
 
 

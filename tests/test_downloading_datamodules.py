@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.preset import load_preset
+from benchmark.engine.preset import load_preset
 from datamodules import (
     DATAMODULES,
     CIFAR10DataModule,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import figure_links, main
-from benchmark.leaderboard import aggregate, best_methods, cell_gaps, render_csv, render_json, render_markdown
-from benchmark.store import read_rows
+from benchmark.report.leaderboard import aggregate, best_methods, cell_gaps, render_csv, render_json, render_markdown
+from benchmark.report.store import read_rows
 
 
 def row(method, fc, seed, metrics, oracle, status="ok"):

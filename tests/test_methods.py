@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from benchmark.runner import instantiate_method, unlearn
+from benchmark.engine.cell import instantiate_method, unlearn
 from methods import METHODS, UnlearningMethod, get_method, method_names, register_method
 
 SHORT = {"epochs": 1}
@@ -37,7 +37,7 @@ def test_original_changes_nothing(original, digits_preset, digits_dm):
 
 def test_ft_keeps_test_accuracy_and_rl_forgets(original, digits_preset, digits_dm):
     from attacks import accuracy_metrics
-    from benchmark.outputs import OutputsProvider
+    from benchmark.engine.outputs import OutputsProvider
 
     outputs = OutputsProvider(digits_dm)
     before = accuracy_metrics(outputs.of(original, "original"))

@@ -13,8 +13,8 @@ from claims import check_forgets_and_keeps_accuracy
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmark.models import build_model
-from benchmark.runner import instantiate_method, unlearn
+from benchmark.engine.cell import instantiate_method, unlearn
+from benchmark.engine.models import build_model
 from datamodules.base import MethodData
 from methods import get_method
 from methods.distillation import (

@@ -13,8 +13,8 @@ from claims import check_forgets_and_keeps_accuracy
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmark.models import build_model
-from benchmark.runner import instantiate_method, unlearn
+from benchmark.engine.cell import instantiate_method, unlearn
+from benchmark.engine.models import build_model
 from methods import get_method
 from methods.adversarial import fgsm, pgd_l2_nearest, predicted_labels
 from methods.importance import fisher_diagonal, gradient_saliency, top_fraction_mask

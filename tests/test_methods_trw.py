@@ -8,9 +8,9 @@ import torch
 
 from attacks import accuracy_metrics
 from attacks.fidelity import retrained_distribution, similarity_fidelity
-from benchmark.models import build_model
-from benchmark.outputs import OutputsProvider
-from benchmark.runner import instantiate_method, unlearn
+from benchmark.engine.cell import instantiate_method, unlearn
+from benchmark.engine.models import build_model
+from benchmark.engine.outputs import OutputsProvider
 from methods import get_method
 from methods.trw import class_representations, class_similarity, forget_cosines, tilted_target
 

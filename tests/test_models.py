@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from benchmark.models import MODELS, build_model, predict_logits
+from benchmark.engine.models import MODELS, build_model, predict_logits
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -1,6 +1,6 @@
 import pytest
 
-from benchmark.preset import PresetError, load_preset, parse_preset, preset_names
+from benchmark.engine.preset import PresetError, load_preset, parse_preset, preset_names
 
 GOOD = """\
 dataset: digits

@@ -26,11 +26,11 @@ import torch
 import yaml
 from torch import nn
 
-from benchmark.atomic import append_line
-from benchmark.cache import ModelCache
 from benchmark.cli import main
-from benchmark.leaderboard import render_markdown
-from benchmark.store import MANIFEST_FILE, RESULTS_FILE, ResultStore, RunDirError, read_rows
+from benchmark.core.atomic import append_line
+from benchmark.engine.cache import ModelCache
+from benchmark.report.leaderboard import render_markdown
+from benchmark.report.store import MANIFEST_FILE, RESULTS_FILE, ResultStore, RunDirError, read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = "original,retrain,ft,ga,rl"
@@ -172,7 +172,8 @@ def test_editing_the_presets_grid_or_description_recomputes_no_finished_cell(dig
     """A cell's hash covers what shapes its row, not the preset's list of forget classes or seeds (an
     edit of the packaged preset once made every finished cell run again) nor where the data lives."""
     from attacks import AttackOptions
-    from benchmark.runner import cell_config, config_hash, instantiate_method
+    from benchmark.core.hashing import config_hash
+    from benchmark.engine.cell import cell_config, instantiate_method
 
     def key(preset):
         method = instantiate_method("ft", nn.Linear(1, digits_dm.num_classes), preset, digits_dm, seed=0)
@@ -453,8 +454,8 @@ def test_rows_without_a_manifest_from_another_version_are_refused(tmp_path):
 def test_cli_refuses_to_mix_configurations_in_one_directory(tmp_path, capsys):
     """The manifest as ``bench run`` writes it, then the same directory with other attack settings."""
     from attacks import AttackOptions
-    from benchmark.preset import Bank, load_preset
-    from benchmark.runner import run_config
+    from benchmark.engine.grid import run_config
+    from benchmark.engine.preset import Bank, load_preset
 
     out = tmp_path / "out"
     store = ResultStore(out)

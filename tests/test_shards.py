@@ -12,13 +12,13 @@ import pytest
 from scale import finish, models_trained, rows, start, tiny_preset, without_measured
 from torch import nn
 
-from benchmark.atomic import append_line
-from benchmark.cache import ModelCache, config_hash
 from benchmark.cli import main
-from benchmark.leaderboard import render_markdown
-from benchmark.locks import EntryLock
-from benchmark.shard import Shard, split
-from benchmark.store import read_rows
+from benchmark.core.atomic import append_line
+from benchmark.core.locks import EntryLock
+from benchmark.engine.cache import ModelCache, config_hash
+from benchmark.engine.shard import Shard, split
+from benchmark.report.leaderboard import render_markdown
+from benchmark.report.store import read_rows
 
 
 def test_shards_are_disjoint_and_cover_the_grid():

@@ -1,16 +1,18 @@
-"""Training bank models as one group gives the models sequential fits give (benchmark.stacked)."""
+"""Training bank models as one group gives the models sequential fits give (benchmark.engine.stacked)."""
 
 import dataclasses
 
 import pytest
 import torch
 
-from benchmark.bank import ModelBank, derive_seed
-from benchmark.cache import ModelCache
-from benchmark.models import build_model, predict_logits
-from benchmark.preset import Bank
-from benchmark.stacked import fit_stack, stack_refusal
-from benchmark.training import fit_classifier, seeded_build
+from benchmark.core.hashing import derive_seed
+from benchmark.engine.bank import ModelBank
+from benchmark.engine.cache import ModelCache
+from benchmark.engine.fitting import FitSettings
+from benchmark.engine.models import build_model, predict_logits
+from benchmark.engine.preset import Bank
+from benchmark.engine.stacked import fit_stack, stack_refusal
+from benchmark.engine.training import fit_classifier, seeded_build
 
 
 @pytest.fixture(scope="module")
@@ -61,25 +63,26 @@ def test_models_that_cannot_be_stacked_exactly_are_refused():
     def model(name):
         return build_model(name, num_classes=10, in_channels=1, image_size=8)
 
-    assert stack_refusal(model("mlp"), augment=False, trainer_kwargs={"accelerator": "cpu", "devices": 1}) is None
-    assert stack_refusal(model("small_cnn"), augment=False, trainer_kwargs=None) is None  # grouped: exact
-    assert "batch statistics" in stack_refusal(model("small_cnn"), augment=False, trainer_kwargs=None, vectorise=True)
-    assert "augmentation" in stack_refusal(model("mlp"), augment=True, trainer_kwargs=None)
-    assert "devices" in stack_refusal(model("mlp"), augment=False, trainer_kwargs={"devices": 2})
+    one_cpu = FitSettings(trainer_kwargs={"accelerator": "cpu", "devices": 1})
+    assert stack_refusal(model("mlp"), augment=False, fit=one_cpu) is None
+    assert stack_refusal(model("small_cnn"), augment=False) is None  # grouped: exact
+    assert "batch statistics" in stack_refusal(model("small_cnn"), augment=False, vectorise=True)
+    assert "augmentation" in stack_refusal(model("mlp"), augment=True)
+    assert "devices" in stack_refusal(model("mlp"), augment=False, fit=FitSettings(trainer_kwargs={"devices": 2}))
     dropout = torch.nn.Sequential(model("mlp"), torch.nn.Dropout(0.5))
-    assert "dropout" in stack_refusal(dropout, augment=False, trainer_kwargs=None)
+    assert "dropout" in stack_refusal(dropout, augment=False)
 
 
 @pytest.mark.slow
 def test_rows_are_unchanged_by_training_the_bank_in_groups(digits_preset, tmp_path, monkeypatch):
     """The same cells scored on a bank trained one by one (before issue 7) and in groups: the same numbers."""
-    from benchmark.runner import run_benchmark
+    from benchmark.engine.grid import Display, RunPaths, run_benchmark
 
     preset = dataclasses.replace(digits_preset, bank=Bank(references=3, shadows=3))
 
     def rows(name):
-        summary = run_benchmark(preset, ["ft", "trw"], forget_classes=[(3,)], out_dir=tmp_path / name,
-                                cache_dir=tmp_path / f"{name}-cache", show_progress=False)
+        summary = run_benchmark(preset, ["ft", "trw"], forget_classes=[(3,)], display=Display(progress=False),
+                                paths=RunPaths(out=tmp_path / name, cache=tmp_path / f"{name}-cache"))
         return [(row["method"], row["metrics"], row["oracle"]) for row in summary.rows]
 
     grouped = rows("grouped")

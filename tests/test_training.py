@@ -3,8 +3,8 @@
 import pytest
 
 from attacks import accuracy
-from benchmark.bank import derive_seed
-from benchmark.outputs import OutputsProvider
+from benchmark.core.hashing import derive_seed
+from benchmark.engine.outputs import OutputsProvider
 
 
 def _test_accuracy(outputs) -> float:

@@ -29,11 +29,13 @@ import torch
 
 from attacks.fidelity import similarity_fidelity
 from attacks.functional import mia_nn_reference, neighbour_classes, neighbour_features, tv_distance
-from benchmark.bank import ModelBank
-from benchmark.cache import ModelCache
-from benchmark.outputs import OutputsProvider
-from benchmark.preset import Bank, load_preset
-from benchmark.runner import build_datamodule, instantiate_method, unlearn
+from benchmark.core.quiet import quiet_lightning
+from benchmark.engine.bank import ModelBank
+from benchmark.engine.cache import ModelCache
+from benchmark.engine.cell import build_datamodule, instantiate_method, unlearn
+from benchmark.engine.fitting import DEFAULT_FIT, FitSettings
+from benchmark.engine.outputs import OutputsProvider
+from benchmark.engine.preset import Bank, load_preset
 from methods.trw import REPRESENTATIONS, class_representations, class_similarity, forget_cosines
 
 PCA_DIMS = (None, 2, 4, 8)
@@ -44,7 +46,7 @@ REFERENCES = 4
 TRW_SCHEDULE = {"lr": 0.01, "epochs": 10}
 
 
-def cells(grid, cache, trainer_kwargs=None):
+def cells(grid, cache, fit: FitSettings = DEFAULT_FIT):
     """Yield (preset name, preset, dm, bank, outputs provider) for every cell of the study."""
     for name, spec in grid.items():
         preset = replace(load_preset(name), bank=Bank(references=REFERENCES, shadows=0))
@@ -52,7 +54,7 @@ def cells(grid, cache, trainer_kwargs=None):
             base = build_datamodule(preset, seed, (spec["forget"][0],))
             for fc in spec["forget"]:
                 dm = base.with_forget_classes((fc,))
-                bank = ModelBank(preset, dm, cache, trainer_kwargs=trainer_kwargs)
+                bank = ModelBank(preset, dm, cache, fit=fit)
                 yield name, preset, dm, bank, OutputsProvider(dm, cache)
 
 
@@ -60,10 +62,10 @@ def mean_std(values):
     return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
 
 
-def fidelity_records(grid, cache, trainer_kwargs=None) -> list[dict]:
+def fidelity_records(grid, cache, fit: FitSettings = DEFAULT_FIT) -> list[dict]:
     """One record per (cell, representation, PCA dimension): the similarity's fidelity."""
     records = []
-    for name, _, dm, bank, provider in cells(grid, cache, trainer_kwargs):
+    for name, _, dm, bank, provider in cells(grid, cache, fit):
         original, _ = bank.original()
         refs = [r.probs("D_f") for r in bank.reference_outputs(provider)]
         images, labels = dm.dataset("D").tensors()
@@ -77,10 +79,10 @@ def fidelity_records(grid, cache, trainer_kwargs=None) -> list[dict]:
     return records
 
 
-def temperature_records(grid, cache, representation, pca_dim, trainer_kwargs=None) -> list[dict]:
+def temperature_records(grid, cache, representation, pca_dim, fit: FitSettings = DEFAULT_FIT) -> list[dict]:
     """One record per (cell, temperature): TRW's TV distance to the oracle and its MIA-NN."""
     records = []
-    for name, preset, dm, bank, provider in cells(grid, cache, trainer_kwargs):
+    for name, preset, dm, bank, provider in cells(grid, cache, fit):
         original, _ = bank.original()
         oracle_out = bank.outputs(provider, "retrained", 0)
         refs = bank.reference_outputs(provider)
@@ -89,7 +91,7 @@ def temperature_records(grid, cache, representation, pca_dim, trainer_kwargs=Non
         for t in TEMPERATURES:
             method = instantiate_method("trw", copy.deepcopy(original), preset, dm, seed=0)
             method.hparams.update(temperature=t, representation=representation, pca_dim=pca_dim, **TRW_SCHEDULE)
-            unlearn(method, dm, trainer_kwargs=trainer_kwargs)
+            unlearn(method, dm, fit=fit)
             out = provider.of(method.model, f"trw T={t} {dm.forget_classes} {dm.seed}")
             tv = tv_distance(out.probs("D_f"), oracle_out.probs("D_f"))
             mia = mia_nn_reference([feats(r, "D_f") for r in refs], feats(out, "D_f"),
@@ -171,10 +173,11 @@ def main() -> None:
         return
     torch.set_num_threads(2)
     grid, cache = chosen_grid(args), ModelCache(args.cache)
-    trainer_kwargs = {"accelerator": args.accelerator, "devices": 1}
-    fidelity = fidelity_records(grid, cache, trainer_kwargs)
-    rep, dim = (args.representation, args.pca_dim) if args.representation else best_representation(fidelity)
-    temps = temperature_records(grid, cache, rep, dim, trainer_kwargs)
+    fit = FitSettings(trainer_kwargs={"accelerator": args.accelerator, "devices": 1})
+    with quiet_lightning():
+        fidelity = fidelity_records(grid, cache, fit)
+        rep, dim = (args.representation, args.pca_dim) if args.representation else best_representation(fidelity)
+        temps = temperature_records(grid, cache, rep, dim, fit)
     if args.records:
         Path(args.records).write_text(json.dumps({"fidelity": fidelity, "temperature": temps}, indent=1))
     print_tables(fidelity, temps)

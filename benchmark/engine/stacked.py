@@ -38,7 +38,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import lightning as L
 import torch
@@ -47,8 +46,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 from torch.utils.data import DataLoader
 
-from benchmark.recipes import TrainRecipe, make_lightning_optimizers
-from benchmark.trainer import make_trainer
+from benchmark.core.recipes import TrainRecipe, make_lightning_optimizers
+from benchmark.engine.fitting import DEFAULT_FIT, FitSettings
 
 # Layers whose training-mode forward draws from the global RNG: stacked members would share one stream.
 RANDOM_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
@@ -59,14 +58,14 @@ RANDOM_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaD
 BATCH_STAT_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
-def stack_refusal(model: nn.Module, *, augment: bool, trainer_kwargs: dict[str, Any] | None,
+def stack_refusal(model: nn.Module, *, augment: bool, fit: FitSettings = DEFAULT_FIT,
                   vectorise: bool = False) -> str | None:
     """Why models like ``model`` cannot be trained as an exact group (or stack), or None when they can.
 
     Args:
         model: one freshly built member.
         augment: whether the training loader augments (random crops draw from the global RNG per sample).
-        trainer_kwargs: the Trainer arguments (several devices would shard each member's loader).
+        fit: the fit settings (several devices would shard each member's loader).
         vectorise: asking about the vectorised stack, which also refuses batch statistics.
     """
     if augment:
@@ -75,8 +74,7 @@ def stack_refusal(model: nn.Module, *, augment: bool, trainer_kwargs: dict[str, 
         return "dropout draws from one global RNG stream, which grouped members would share"
     if vectorise and any(isinstance(m, BATCH_STAT_LAYERS) for m in model.modules()):
         return "training through batch statistics amplifies the stack's rounding differences chaotically"
-    devices = (trainer_kwargs or {}).get("devices", 1)
-    if devices not in (1, "1", [0]) or (trainer_kwargs or {}).get("num_nodes", 1) != 1:
+    if not fit.single_device():
         return "several devices would split each member's batches differently from a single-device fit"
     return None
 
@@ -199,8 +197,7 @@ class GroupedClassifier(L.LightningModule):
 
 
 def fit_stack(models: Sequence[nn.Module], loaders: Sequence[DataLoader], recipe: TrainRecipe, *, seed: int = 0,
-              trainer_kwargs: dict[str, Any] | None = None, progress=None, description: str = "train stack",
-              vectorise: bool = False) -> float:
+              fit: FitSettings = DEFAULT_FIT, description: str = "train stack", vectorise: bool = False) -> float:
     """Train ``models[k]`` on ``loaders[k]`` in place, all at once; return the stack's wall time in seconds.
 
     Args:
@@ -208,8 +205,7 @@ def fit_stack(models: Sequence[nn.Module], loaders: Sequence[DataLoader], recipe
         loaders: each member's own shuffled loader over one shared split.
         recipe: the shared training recipe.
         seed: seeds Lightning's global state (nothing in a stackable fit draws from it).
-        trainer_kwargs: Trainer arguments (accelerator, precision, ...), as for a single fit.
-        progress: a rich Progress to show the fit in.
+        fit: Trainer arguments and progress display, as for a single fit.
         description: the label of the fit's bar.
         vectorise: one ``vmap``-ed forward for all members (:class:`StackedClassifier`; equal to sequential
             fits only up to rounding) instead of one forward per member (:class:`GroupedClassifier`; exact).
@@ -218,7 +214,7 @@ def fit_stack(models: Sequence[nn.Module], loaders: Sequence[DataLoader], recipe
         raise ValueError(f"need one loader per model, got {len(models)} models and {len(loaders)} loaders")
     L.seed_everything(seed, workers=True, verbose=False)
     module = (StackedClassifier if vectorise else GroupedClassifier)(models, recipe)
-    trainer = make_trainer(recipe.epochs, trainer_kwargs=trainer_kwargs, progress=progress, description=description)
+    trainer = fit.trainer(recipe.epochs, description=description)
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=StackedBatches(loaders))
     seconds = time.perf_counter() - start

@@ -10,25 +10,23 @@ own U-LiRA (retraining seen as a method, SPEC 4.6).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from torch import nn
 
-from benchmark.cache import ModelCache, config_hash
-from benchmark.models import build_model
-from benchmark.outputs import Outputs, OutputsProvider
-from benchmark.preset import Preset
-from benchmark.stacked import fit_stack, stack_refusal
-from benchmark.training import fit_classifier, seeded_build
+from attacks.outputs import Outputs
+from benchmark.core.hashing import config_hash, derive_seed
+from benchmark.engine.cache import ModelCache
+from benchmark.engine.fitting import DEFAULT_FIT, FitSettings
+from benchmark.engine.models import build_model
+from benchmark.engine.outputs import OutputsProvider
+from benchmark.engine.phases import BANK_TRAINING
+from benchmark.engine.preset import Preset
+from benchmark.engine.stacked import fit_stack, stack_refusal
+from benchmark.engine.training import fit_classifier, seeded_build
 from datamodules.base import UnlearningDataModule
 
 TRAINING_CODE_VERSION = 2  # bump when training code changes what a cached model would contain
-
-
-def derive_seed(*parts: object) -> int:
-    """A 31-bit seed determined by ``parts`` (stable across processes and machines)."""
-    return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
 class ModelBank:
@@ -38,14 +36,12 @@ class ModelBank:
         preset: the preset (dataset, model, recipe).
         dm: the set-up DataModule of this seed and forget classes.
         cache: the model cache.
-        trainer_kwargs: Trainer arguments applied to every fit.
-        progress: a rich Progress to show fits in.
+        fit: Trainer arguments and progress display of every fit.
     """
 
     def __init__(self, preset: Preset, dm: UnlearningDataModule, cache: ModelCache, *,
-                 trainer_kwargs: dict[str, Any] | None = None, progress=None) -> None:
-        self.preset, self.dm, self.cache = preset, dm, cache
-        self.trainer_kwargs, self.progress = trainer_kwargs, progress
+                 fit: FitSettings = DEFAULT_FIT) -> None:
+        self.preset, self.dm, self.cache, self.fit = preset, dm, cache, fit
 
     def new_model(self) -> nn.Module:
         dm = self.dm
@@ -84,9 +80,9 @@ class ModelBank:
                 "retrained": "oracle" if index == 0 else f"reference {index}"}[role]
 
         def train(model: nn.Module) -> dict[str, Any]:
-            return fit_classifier(model, self.member_loader(role, index), self.preset.train, seed=seed,
-                                  trainer_kwargs=self.trainer_kwargs, progress=self.progress,
-                                  description=f"train {name}")
+            with self.fit.phase(BANK_TRAINING):
+                return fit_classifier(model, self.member_loader(role, index), self.preset.train, seed=seed,
+                                      fit=self.fit, description=f"train {name}")
 
         model, meta = self.cache.get_or_train(self._config(role, index), seeded_build(self.new_model, seed), train)
         return model.eval(), meta
@@ -107,12 +103,12 @@ class ModelBank:
 
         A group trains its members in one Lightning loop, each with the initial weights, batches and order
         of its own sequential fit and with the same arithmetic, so each ends bit for bit as that fit would
-        (see :mod:`benchmark.stacked`); it is stored exactly as :meth:`_get` would store it (same key, files
+        (see :mod:`benchmark.engine.stacked`); it is stored exactly as :meth:`_get` would store it (same key, files
         and configuration), so later lookups load it and cached weights do not change. Models that cannot
         be grouped exactly (augmentation, dropout, several devices: :func:`stack_refusal`) are left to the
         usual one-by-one fit.
         """
-        if stack_refusal(self.new_model(), augment=self.dm.augment, trainer_kwargs=self.trainer_kwargs):
+        if stack_refusal(self.new_model(), augment=self.dm.augment, fit=self.fit):
             return 0
         trained = 0
         for group in self.stackable():
@@ -128,9 +124,10 @@ class ModelBank:
         if not members:
             return 0
         models = [seeded_build(self.new_model, self.member_seed(*m))() for m in members]
-        seconds = fit_stack(models, [self.member_loader(*m) for m in members], self.preset.train,
-                            seed=self.member_seed(*members[0]), trainer_kwargs=self.trainer_kwargs,
-                            progress=self.progress, description=f"train {len(members)} bank models as one group")
+        with self.fit.phase(BANK_TRAINING):
+            seconds = fit_stack(models, [self.member_loader(*m) for m in members], self.preset.train,
+                                seed=self.member_seed(*members[0]), fit=self.fit,
+                                description=f"train {len(members)} bank models as one group")
         # A member's train_time_s is its share of the group's wall time (the group's time divided by its size);
         # stack_size says so.
         meta = {"train_time_s": seconds / len(models), "epochs": self.preset.train.epochs, "stack_size": len(models)}

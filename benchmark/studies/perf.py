@@ -5,7 +5,7 @@ Figures (keys of the JSON object printed last with ``--json``):
 a. one unlearning fit (``ft`` on D_r, the suite's Lightning path with no callbacks) against a bare PyTorch loop
    doing the same epochs on the same model, batches and optimiser: ``a_suite_s``, ``a_bare_s``, ``a_ratio``
    (target <= 1.15) and ``a_max_weight_diff`` (the two results agree, so the loops did the same work);
-b. training 16 bank models the suite's way (one group in one Lightning loop, :mod:`benchmark.stacked`) against
+b. training 16 bank models the suite's way (one group in one Lightning loop, :mod:`benchmark.engine.stacked`) against
    16 sequential fits: ``b_stacked_s``, ``b_sequential_s``, ``b_speedup`` (target >= 3), ``b_max_weight_diff``
    (0: the same models), and the vectorised ``vmap`` stack for comparison: ``b_vmap_s``, ``b_vmap_max_weight_diff``;
 c. inference passes per model and split during a full cell: ``c_max_passes`` and ``c_min_passes`` (target 1);
@@ -29,15 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from benchmark.preset import Bank, Preset, load_preset
+from benchmark.core.quiet import quiet_lightning
+from benchmark.engine.preset import Bank, Preset, load_preset
 
 BENCH_METHOD = "ft"  # figure a's method: the plainest fine-tune, so the fit is all loop and no method logic
 
@@ -105,7 +104,7 @@ def bare_fine_tune(model: torch.nn.Module, loader, hparams) -> torch.nn.Module:
 
 
 def figure_a(preset: Preset, dm, bank, plan: PerfPlan) -> dict[str, float]:
-    from benchmark.runner import instantiate_method, unlearn
+    from benchmark.engine.cell import instantiate_method, unlearn
 
     original, _ = bank.original()
     seed = 11
@@ -134,15 +133,16 @@ def figure_a(preset: Preset, dm, bank, plan: PerfPlan) -> dict[str, float]:
 
 # -- b: a stack of bank models against sequential fits -----------------------------------------------------------
 def figure_b(preset: Preset, dm, cache, plan: PerfPlan) -> dict[str, float]:
-    from benchmark.bank import ModelBank
-    from benchmark.stacked import fit_stack, stack_refusal
-    from benchmark.training import fit_classifier, seeded_build
+    from benchmark.engine.bank import ModelBank
+    from benchmark.engine.fitting import FitSettings
+    from benchmark.engine.stacked import fit_stack, stack_refusal
+    from benchmark.engine.training import fit_classifier, seeded_build
 
     train = preset.train if plan.stack_epochs is None else dataclasses.replace(preset.train, epochs=plan.stack_epochs)
     short = dataclasses.replace(preset, train=train, bank=Bank(references=0, shadows=plan.stack_size - 1))
     bank = ModelBank(short, dm, cache)
     members = bank.stackable()[0]  # the original and its in-shadows: all trained on D
-    refusal = stack_refusal(bank.new_model(), augment=dm.augment, trainer_kwargs=None)
+    refusal = stack_refusal(bank.new_model(), augment=dm.augment)
 
     def build():
         return [seeded_build(bank.new_model, bank.member_seed(*m))() for m in members]
@@ -161,11 +161,11 @@ def figure_b(preset: Preset, dm, cache, plan: PerfPlan) -> dict[str, float]:
         return models
 
     warm = dataclasses.replace(train, epochs=1)  # first calls pay for vmap's and Lightning's one-off set-up
-    two_steps = {"limit_train_batches": 2}
+    two_steps = FitSettings(trainer_kwargs={"limit_train_batches": 2})
     for vectorise in (False, True):
-        fit_stack(build()[:2], [bank.member_loader(*m) for m in members[:2]], warm, trainer_kwargs=two_steps,
+        fit_stack(build()[:2], [bank.member_loader(*m) for m in members[:2]], warm, fit=two_steps,
                   vectorise=vectorise)
-    fit_classifier(build()[0], bank.member_loader(*members[0]), warm, seed=0, trainer_kwargs=two_steps)
+    fit_classifier(build()[0], bank.member_loader(*members[0]), warm, seed=0, fit=two_steps)
     stacked_s, sequential_s = float("inf"), float("inf")
     for _ in range(plan.stack_repeats):  # interleaved, so a burst of load from other processes hits both alike
         s, stacked_models = _best_of(1, stacked)
@@ -184,90 +184,36 @@ def figure_b(preset: Preset, dm, cache, plan: PerfPlan) -> dict[str, float]:
 
 # -- c: inference passes in one cell ------------------------------------------------------------------------------
 def figure_c(preset: Preset, dm, cache, plan: PerfPlan) -> dict[str, float]:
-    from benchmark.bank import ModelBank
-    from benchmark.outputs import OutputsProvider
-    from benchmark.runner import run_cell
+    from benchmark.engine.bank import ModelBank
+    from benchmark.engine.cell import Cell, run_cell
+    from benchmark.engine.outputs import OutputsProvider
 
     train = preset.train if plan.grid_epochs is None else dataclasses.replace(preset.train, epochs=plan.grid_epochs)
     small = dataclasses.replace(preset, train=train, bank=Bank(references=2, shadows=2))
-    bank = ModelBank(small, dm, cache)
-    bank.train_missing()
-    outputs = OutputsProvider(dm, cache)
-    original, _ = bank.original()
-    oracle, oracle_meta = bank.oracle()
-    row = run_cell(small, BENCH_METHOD, dm, bank, outputs, original, oracle, oracle_meta, done=set())
+    cell = Cell(small, dm, ModelBank(small, dm, cache), OutputsProvider(dm, cache))
+    cell.bank.train_missing()
+    row = run_cell(cell, BENCH_METHOD)
     if row is None or row["status"] != "ok":
         raise RuntimeError(f"figure c's cell did not finish: {row and row.get('error')}")
-    passes = outputs.passes.values()
-    return {"c_max_passes": max(passes), "c_min_passes": min(passes), "c_model_splits": len(outputs.passes)}
+    passes = cell.outputs.passes.values()
+    return {"c_max_passes": max(passes), "c_min_passes": min(passes), "c_model_splits": len(cell.outputs.passes)}
 
 
 # -- d, e: instrumented grid runs in child processes ---------------------------------------------------------------
-class PhaseTimer:
-    """Exclusive wall time per phase: time spent in a nested phase is counted there, not in its parent.
-
-    A call that ``ABSORBED`` pairs with its caller's phase stays in that phase: unlearning an in-shadow for
-    U-LiRA is shadow unlearning, not the cell's own unlearning.
-    """
-
-    ABSORBED = frozenset({("shadow_unlearning", "unlearning")})
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self._stack: list[list[Any]] = []  # [phase, start of its current slice]
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        now = time.perf_counter()
-        if self._stack:
-            parent = self._stack[-1]
-            self.seconds[parent[0]] += now - parent[1]
-        self._stack.append([name, now])
-        try:
-            yield
-        finally:
-            done = self._stack.pop()
-            now = time.perf_counter()
-            self.seconds[done[0]] += now - done[1]
-            if self._stack:
-                self._stack[-1][1] = now
-
-    @contextmanager
-    def wrapping(self, targets: Sequence[tuple[Any, str, str]]) -> Iterator[None]:
-        """Time every call of ``owner.attribute`` as ``phase`` while the block runs, then restore them."""
-        originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in targets]
-        for (owner, attr, phase), (_, _, original) in zip(targets, originals, strict=True):
-            setattr(owner, attr, self._timed(original, phase))
-        try:
-            yield
-        finally:
-            for owner, attr, original in originals:
-                setattr(owner, attr, original)
-
-    def _timed(self, function: Callable, phase: str) -> Callable:
-        def timed(*args, **kwargs):
-            if self._stack and (self._stack[-1][0], phase) in self.ABSORBED:
-                return function(*args, **kwargs)
-            with self.phase(phase):
-                return function(*args, **kwargs)
-
-        return timed
-
-
 def instrumented_grid(preset: Preset, methods: Sequence[str], forget_classes: Sequence[int] | None) -> dict[str, Any]:
-    """Run the grid in a fresh temporary cache and time its phases (this process's peak memory included)."""
-    import benchmark.bank as bank_module
-    import benchmark.runner as runner
+    """Run the grid in a fresh temporary cache and time the engine's named phases (bank training, unlearning,
+    shadow unlearning; the rest is attacks, outputs, data and set-up), with this process's peak memory."""
+    from benchmark.engine.fitting import FitSettings
+    from benchmark.engine.grid import Display, RunPaths, run_benchmark
+    from benchmark.engine.phases import PhaseTimer
 
     timer = PhaseTimer()
-    targets = [(bank_module, "fit_classifier", "bank_training"), (bank_module, "fit_stack", "bank_training"),
-               (runner, "unlearned_shadow_outputs", "shadow_unlearning"), (runner, "unlearn", "unlearning")]
-    with tempfile.TemporaryDirectory() as tmp, timer.wrapping(targets):
+    with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        with timer.phase("attacks_and_rest"):  # whatever no inner phase claims: attacks, outputs, data, setup
-            summary = runner.run_benchmark(preset, list(methods), forget_classes=[forget_classes] if forget_classes
-                                           else None, out_dir=f"{tmp}/run", cache_dir=f"{tmp}/cache",
-                                           show_progress=False)
+        with timer.phase("attacks_and_rest"):  # whatever no inner phase claims
+            summary = run_benchmark(preset, list(methods), forget_classes=[forget_classes] if forget_classes else None,
+                                    paths=RunPaths(out=f"{tmp}/run", cache=f"{tmp}/cache"),
+                                    fit=FitSettings(phases=timer), display=Display(progress=False))
         total = time.perf_counter() - start
     failed = [r for r in summary.rows if r["status"] == "failed"]
     if failed:
@@ -280,7 +226,7 @@ def instrumented_grid(preset: Preset, methods: Sequence[str], forget_classes: Se
 def _child_grid(preset_name: str, methods: str, *, bank_size: int | None = None, epochs: int | None = None,
                 forget_classes: Sequence[int] | None = None) -> dict[str, Any]:
     """:func:`instrumented_grid` in a fresh Python process; its JSON answer."""
-    args = [sys.executable, "-m", "benchmark.perf", "--grid", "--preset", preset_name, "--methods", methods]
+    args = [sys.executable, "-m", "benchmark.studies.perf", "--grid", "--preset", preset_name, "--methods", methods]
     if bank_size is not None:
         args += ["--bank-size", str(bank_size)]
     if epochs is not None:
@@ -311,9 +257,9 @@ def figure_e(preset: Preset, dm, plan: PerfPlan) -> dict[str, Any]:
 
 
 def _dataset_curve(preset: Preset, dm, plan: PerfPlan) -> dict[str, float]:
-    from benchmark.bank import ModelBank
-    from benchmark.stacked import fit_stack
-    from benchmark.training import seeded_build
+    from benchmark.engine.bank import ModelBank
+    from benchmark.engine.stacked import fit_stack
+    from benchmark.engine.training import seeded_build
 
     train = preset.train if plan.curve_epochs is None else dataclasses.replace(preset.train, epochs=plan.curve_epochs)
     full = dm.dataset("D")
@@ -339,17 +285,17 @@ def run_perf(preset_name: str, *, methods: str = "all", quick: bool = False,
         quick: a small plan (few models, epochs and bank sizes) for tests and smoke runs.
         report: called with each figure's name and values as soon as they exist.
     """
-    from benchmark.cache import ModelCache
-    from benchmark.runner import build_datamodule
+    from benchmark.engine.cache import ModelCache
+    from benchmark.engine.cell import build_datamodule
 
     plan = PerfPlan.quick() if quick else PerfPlan()
     preset = load_preset(preset_name)
     dm = build_datamodule(preset, seed=0, forget_classes=preset.forget_classes[0])
     figures: dict[str, Any] = {"preset": preset.name, "quick": quick, "threads": torch.get_num_threads(),
                                "d_methods": methods}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, quiet_lightning():
         cache = ModelCache(tmp)
-        from benchmark.bank import ModelBank
+        from benchmark.engine.bank import ModelBank
 
         steps = [("a", lambda: figure_a(preset, dm, ModelBank(preset, dm, cache), plan)),
                  ("b", lambda: figure_b(preset, dm, cache, plan)),
@@ -365,7 +311,7 @@ def run_perf(preset_name: str, *, methods: str = "all", quick: bool = False,
 
 def _grid_main(args: argparse.Namespace) -> None:
     """The child side of figures d and e: one instrumented grid, its JSON on the last line."""
-    from benchmark.cli import resolve_methods
+    from methods.base import resolve_methods
 
     preset = load_preset(args.preset)
     if args.bank_size is not None:

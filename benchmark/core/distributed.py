@@ -19,7 +19,8 @@ import torch
 import torch.distributed as dist
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback
-from torch.utils.data import DataLoader, TensorDataset
+
+from benchmark.core.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -60,8 +61,8 @@ def agree(compute: Callable[[], T]) -> T:
     return value
 
 
-class _Nothing(L.LightningModule):
-    """The smallest module a Trainer accepts; :func:`rendezvous` fits it for zero epochs."""
+class NothingModule(L.LightningModule):
+    """The smallest module a Trainer accepts: the engine's rendezvous fits it to start every process."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -79,28 +80,9 @@ def check_strategy(trainer: L.Trainer) -> None:
     callbacks would score the model there and their scores would never reach the process writing the row."""
     launcher = getattr(trainer.strategy, "launcher", None)
     if launcher is not None and type(launcher).__name__ == "_MultiProcessingLauncher":
-        raise ValueError(f"strategy {type(trainer.strategy).__name__} fits in spawned worker processes, which the "
+        raise ConfigError(f"strategy {type(trainer.strategy).__name__} fits in spawned worker processes, which the "
                          "benchmark's callbacks cannot report from; use strategy 'ddp' (Lightning launches one "
                          "process per device), srun (SLURM) or torchrun")
-
-
-def rendezvous(trainer_kwargs: dict[str, Any] | None) -> int:
-    """Start every process of a multi-process run before the grid consults the disk; return the world size.
-
-    A zero-epoch fit makes Lightning launch ranks > 0 (or join those the scheduler started) and set up
-    the process group, which the first real fit would otherwise do halfway through the grid, after rank
-    0 had already read the cache alone. Single-process settings return 1 without fitting anything.
-    """
-    from benchmark.trainer import make_trainer  # trainer imports this module
-
-    trainer = make_trainer(0, trainer_kwargs=trainer_kwargs)
-    check_strategy(trainer)
-    if trainer.world_size <= 1:
-        return 1
-    if not distributed():
-        one = DataLoader(TensorDataset(torch.zeros(1, 1)), batch_size=1)
-        trainer.fit(_Nothing(), train_dataloaders=one)
-    return dist.get_world_size() if distributed() else 1
 
 
 class BroadcastWeights(Callback):

@@ -17,7 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from benchmark.atomic import append_line, create_bytes_once
+from benchmark.core.atomic import append_line, create_bytes_once
+from benchmark.core.errors import BenchError, ConfigError
 
 RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "run.json"
@@ -30,11 +31,11 @@ _ROW_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-class RowError(ValueError):
+class RowError(BenchError, ValueError):
     """A result row does not follow the schema."""
 
 
-class RunDirError(ValueError):
+class RunDirError(ConfigError):
     """A run directory holds rows of another configuration or version; the message says what differs."""
 
 

@@ -18,7 +18,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmark.leaderboard import ORACLE, aggregate  # noqa: E402
+from benchmark.report.leaderboard import ORACLE, aggregate  # noqa: E402
 
 ULIRA_METHODS = ("retrain", "trw", "rwft", "scrub", "rl", "original")  # a spread from private to leaky
 FIGURES = {  # file name -> title

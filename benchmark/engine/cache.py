@@ -7,14 +7,13 @@ configuration, training metadata and the weights' sha256), the JSON written last
 checksum does not match is rebuilt with a warning, never loaded.
 
 Several processes may share one cache: the ranks of a multi-device run (rank 0 alone reads the disk and
-writes; every rank gets its answer, see :mod:`benchmark.distributed`) and the shards of a grid (a lock
-file per entry, see :mod:`benchmark.locks`: the first shard to need a model trains it, the others wait
+writes; every rank gets its answer, see :mod:`benchmark.core.distributed`) and the shards of a grid (a lock
+file per entry, see :mod:`benchmark.core.locks`: the first shard to need a model trains it, the others wait
 for the entry and load it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import warnings
@@ -24,15 +23,12 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from benchmark.atomic import torch_load_checked, torch_save_atomic, write_bytes_atomic
-from benchmark.distributed import agree, is_writer
-from benchmark.locks import EntryLock
+from benchmark.core.atomic import torch_load_checked, torch_save_atomic, write_bytes_atomic
+from benchmark.core.distributed import agree, is_writer
+from benchmark.core.hashing import config_hash
+from benchmark.core.locks import EntryLock
 
-
-def config_hash(config: dict[str, Any]) -> str:
-    """A stable hash of a JSON-serialisable configuration."""
-    text = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+__all__ = ["ModelCache", "config_hash"]
 
 
 class ModelCache:

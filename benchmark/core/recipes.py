@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from benchmark.core.errors import ConfigError
+
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULERS = ("constant", "cosine")
 
@@ -32,7 +34,7 @@ class TrainRecipe:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("scheduler", self.scheduler, SCHEDULERS)
         if self.epochs < 0 or self.lr < 0 or self.batch_size < 1:
-            raise ValueError(f"training recipe needs epochs >= 0, lr >= 0 and batch_size >= 1, got {self}")
+            raise ConfigError(f"training recipe needs epochs >= 0, lr >= 0 and batch_size >= 1, got {self}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,7 +42,7 @@ class TrainRecipe:
 
 def check_choice(what: str, value: str, choices: Iterable[str]) -> None:
     if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
+        raise ConfigError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
 
 
 def make_optimizer(params: Iterable[nn.Parameter], *, optimizer: str, lr: float, momentum: float = 0.9,

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from benchmark.core.errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -27,7 +29,7 @@ class Shard:
 
     def __post_init__(self) -> None:
         if self.count < 1 or not 0 <= self.index < self.count:
-            raise ValueError(f"--shard I/N needs N >= 1 and 0 <= I < N, got {self.index}/{self.count}")
+            raise ConfigError(f"--shard I/N needs N >= 1 and 0 <= I < N, got {self.index}/{self.count}")
 
     @classmethod
     def parse(cls, text: str | None) -> Shard:
@@ -36,7 +38,7 @@ class Shard:
             return cls()
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
         if match is None:
-            raise ValueError(f"--shard takes I/N (0-based shard I of N, e.g. 0/4), got {text!r}")
+            raise ConfigError(f"--shard takes I/N (0-based shard I of N, e.g. 0/4), got {text!r}")
         return cls(int(match.group(1)), int(match.group(2)))
 
     @property

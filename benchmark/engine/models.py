@@ -15,20 +15,22 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from benchmark.naming import unknown_name_message
+from benchmark.core.registry import Registry
 
 ModelBuilder = Callable[..., nn.Module]
-MODELS: dict[str, ModelBuilder] = {}
+
+
+def _check_builder(builder: object) -> None:
+    if not callable(builder):
+        raise TypeError(f"{builder!r} is not a model builder (a callable returning an nn.Module)")
+
+
+MODELS: Registry[ModelBuilder] = Registry("model", check=_check_builder)
 
 
 def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    def decorate(builder: ModelBuilder) -> ModelBuilder:
-        if name in MODELS:
-            raise ValueError(f"model name {name!r} is already registered")
-        MODELS[name] = builder
-        return builder
-
-    return decorate
+    """``@register_model("name")`` adds a builder taking ``num_classes``, ``in_channels`` and ``image_size``."""
+    return MODELS.decorator(name)
 
 
 def build_model(name: str, *, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
@@ -40,9 +42,7 @@ def build_model(name: str, *, num_classes: int, in_channels: int, image_size: in
         in_channels: image channels.
         image_size: image height (= width).
     """
-    if name not in MODELS:
-        raise KeyError(unknown_name_message("model", name, MODELS))
-    return MODELS[name](num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+    return MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
 
 
 class Classifier(nn.Module):

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from benchmark.recipes import TrainRecipe, make_lightning_optimizers
-from benchmark.trainer import EpochMean, make_trainer
+from benchmark.core.epoch_mean import EpochMean
+from benchmark.core.recipes import TrainRecipe, make_lightning_optimizers
+from benchmark.engine.fitting import DEFAULT_FIT, FitSettings
 
 
 class ClassifierModule(L.LightningModule):
@@ -41,12 +42,10 @@ class ClassifierModule(L.LightningModule):
 
 
 def fit_classifier(model: nn.Module, loader: DataLoader, recipe: TrainRecipe, *, seed: int,
-                   trainer_kwargs: dict[str, Any] | None = None, progress=None,
-                   description: str = "train") -> dict[str, Any]:
+                   fit: FitSettings = DEFAULT_FIT, description: str = "train") -> dict[str, Any]:
     """Train ``model`` in place on ``loader``; return metadata (wall time) for the cache."""
     L.seed_everything(seed, workers=True, verbose=False)
-    trainer = make_trainer(recipe.epochs, trainer_kwargs=trainer_kwargs, progress=progress,
-                           description=description)
+    trainer = fit.trainer(recipe.epochs, description=description)
     start = time.perf_counter()
     trainer.fit(ClassifierModule(model, recipe), train_dataloaders=loader)
     return {"train_time_s": time.perf_counter() - start, "epochs": recipe.epochs}

@@ -21,7 +21,7 @@ from typing import Any
 
 from rich.table import Table
 
-from benchmark.cache import config_hash
+from benchmark.engine.cache import config_hash
 
 GAP_METRICS = ("UA", "FTA", "RA", "TA", "MIA_eff")  # SalUn's Avg gap convention plus FTA (SPEC section 2)
 PRIVACY_METRICS = ("MIA_NN", "ULiRA")

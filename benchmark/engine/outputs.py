@@ -1,6 +1,6 @@
 """Model outputs per split: one inference pass per model and split, shared by every metric and attack.
 
-Attacks never run a model themselves; they read :class:`Outputs`. Outputs of cached models (the
+Attacks never run a model themselves; they read :class:`attacks.outputs.Outputs`. Outputs of cached models (the
 original, the oracle, the bank) are stored beside their weights, so a re-run computes none of them.
 """
 
@@ -8,24 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from benchmark.cache import ModelCache
-from benchmark.models import predict_logits
+from attacks.outputs import Outputs
+from benchmark.engine.cache import ModelCache
+from benchmark.engine.models import predict_logits
 from datamodules.base import EVAL_SPLITS, UnlearningDataModule
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """Logits and labels of one model on every evaluation split (D_f, D_r, T_f, T_r, V)."""
-
-    logits: dict[str, Tensor]
-    labels: dict[str, Tensor]
-
-    def probs(self, split: str) -> Tensor:
-        return self.logits[split].softmax(dim=1)
 
 
 class OutputsProvider:

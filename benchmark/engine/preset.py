@@ -15,13 +15,14 @@ from typing import Any
 
 import yaml
 
-from benchmark.naming import unknown_name_message
-from benchmark.recipes import TrainRecipe
+from benchmark.core.errors import ConfigError, UnknownNameError
+from benchmark.core.recipes import TrainRecipe
+from benchmark.core.registry import unknown_name_message
 
 DEFAULT_PRESET = "digits"
 
 
-class PresetError(ValueError):
+class PresetError(ConfigError):
     """A preset file is malformed; the message names the file, the key and its line."""
 
 
@@ -74,7 +75,7 @@ def load_preset(name_or_path: str) -> Preset:
     if path.suffix in {".yaml", ".yml"} and path.exists():
         return parse_preset(path.read_text(), source=str(path), name=path.stem)
     if name_or_path not in preset_names():
-        raise KeyError(unknown_name_message("preset", name_or_path, preset_names()))
+        raise UnknownNameError(unknown_name_message("preset", name_or_path, preset_names()))
     text = (resources.files("benchmark") / "presets" / f"{name_or_path}.yaml").read_text()
     return parse_preset(text, source=f"{name_or_path}.yaml", name=name_or_path)
 

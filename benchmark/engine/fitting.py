@@ -1,0 +1,106 @@
+"""What every fit of a run shares, in one object: :class:`FitSettings` builds each Lightning Trainer (the same
+accelerator settings and progress display for the original, the oracle, the bank and every unlearning fit)
+and marks the engine's named phases (bank training, unlearning, shadow unlearning) for whoever times them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from rich.progress import Progress, TaskID
+from torch.utils.data import DataLoader, TensorDataset
+
+from benchmark.core.distributed import BroadcastWeights, NothingModule, check_strategy, distributed
+from benchmark.engine.phases import PhaseTimer
+
+
+class FitProgress(Callback):
+    """A rich progress bar for one fit, shown under the grid's bar and removed when the fit ends."""
+
+    def __init__(self, progress: Progress, description: str) -> None:
+        self.progress, self.description = progress, description
+        self.task: TaskID | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        total = trainer.max_epochs * max(int(trainer.num_training_batches), 1)
+        self.task = self.progress.add_task(f"  {self.description}", total=total)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Everything a fit needs beyond its model and data, passed as one object through the engine.
+
+    Args:
+        trainer_kwargs: the user's Lightning Trainer arguments (accelerator, devices, strategy, precision, ...).
+        progress: a shared rich Progress that shows each fit as a bar under the grid's; None shows nothing.
+        phases: a timer of the engine's named phases (``bench perf`` passes one); None times nothing.
+    """
+
+    trainer_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    progress: Progress | None = None
+    phases: PhaseTimer | None = None
+
+    def with_progress(self, progress: Progress | None) -> FitSettings:
+        return dataclasses.replace(self, progress=progress)
+
+    def trainer(self, max_epochs: int, *, callbacks: Sequence[Callback] = (), description: str = "fit") -> L.Trainer:
+        """A quiet Trainer: no logger, no checkpoints, no model summary, the benchmark's own progress bar.
+
+        Args:
+            max_epochs: epochs of this fit (0 runs no step but still fires the fit-end callbacks).
+            callbacks: extra callbacks (metrics, attacks).
+            description: the label of this fit's bar.
+        """
+        # first, so the metric callbacks after it score rank 0's weights on every rank
+        every = [BroadcastWeights(), *callbacks]
+        if self.progress is not None:
+            every.append(FitProgress(self.progress, description))
+        kwargs = {"accelerator": "cpu", "devices": 1, "deterministic": False, **self.trainer_kwargs}
+        return L.Trainer(max_epochs=max_epochs, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=every, **kwargs)
+
+    def phase(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Mark the block as the engine's phase ``name`` (timed only when a :class:`PhaseTimer` is attached)."""
+        return self.phases.phase(name) if self.phases is not None else contextlib.nullcontext()
+
+    def single_device(self) -> bool:
+        """One device on one node: what exact grouped training needs (several would split batches)."""
+        devices = self.trainer_kwargs.get("devices", 1)
+        return devices in (1, "1", [0]) and self.trainer_kwargs.get("num_nodes", 1) == 1
+
+
+DEFAULT_FIT = FitSettings()
+
+
+def rendezvous(fit: FitSettings = DEFAULT_FIT) -> int:
+    """Start every process of a multi-process run before the grid consults the disk; return the world size.
+
+    A zero-epoch fit makes Lightning launch ranks > 0 (or join those the scheduler started) and set up
+    the process group, which the first real fit would otherwise do halfway through the grid, after rank
+    0 had already read the cache alone. Single-process settings return 1 without fitting anything.
+    """
+    trainer = fit.trainer(0)
+    check_strategy(trainer)
+    if trainer.world_size <= 1:
+        return 1
+    if not distributed():
+        one = DataLoader(TensorDataset(torch.zeros(1, 1)), batch_size=1)
+        trainer.fit(NothingModule(), train_dataloaders=one)
+    return torch.distributed.get_world_size() if distributed() else 1
