@@ -372,7 +372,7 @@ def test_diverging_method_gets_a_diverged_row_and_the_grid_goes_on(tmp_path, cac
     (["--methods", ","], "--methods is empty"),
     (["--references", "0"], "--references 0: U-LiRA needs at least 2 references"),
     (["--shadows", "-1"], "--shadows -1: U-LiRA needs at least 2 shadows"),
-    (["--neighbours", "0"], "--neighbours 0: MIA-NN looks at 1 to 9 neighbour classes"),
+    (["--neighbours", "0"], "neighbours (MIA-NN's k) must be an integer >= 1, got 0"),
     (["--forget-classes", "1,2", "--neighbours", "9"], "looks at 1 to 8 neighbour classes"),
     (["--preset", "digitz"], "unknown preset 'digitz'"),
 ])
