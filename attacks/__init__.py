@@ -6,12 +6,12 @@ from attacks.base import AttackOptions, CellContext, MetricCallback, lazy
 from attacks.destination import ForgetDestination
 from attacks.errors import AttackOptionsError, ScoreUndefined
 from attacks.fidelity import SimilarityFidelity, similarity_fidelity
-from attacks.metrics import METRICS, MetricInfo
+from attacks.metrics import MetricInfo
 from attacks.mia import MIAEfficacy, TVDistance
 from attacks.mia_nn import MIANN
 from attacks.outputs import Outputs, OutputSource
 from attacks.ulira import ULiRA
 
-__all__ = ["METRICS", "MIANN", "Accuracy", "AttackOptions", "AttackOptionsError", "CellContext", "ForgetDestination",
+__all__ = ["MIANN", "Accuracy", "AttackOptions", "AttackOptionsError", "CellContext", "ForgetDestination",
            "MIAEfficacy", "MetricCallback", "MetricInfo", "OutputSource", "Outputs", "ScoreUndefined",
            "SimilarityFidelity", "TVDistance", "ULiRA", "accuracy", "accuracy_metrics", "lazy", "similarity_fidelity"]

@@ -6,6 +6,7 @@ from torch import Tensor
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from attacks.base import MetricCallback
+from attacks.metrics import MetricInfo
 from attacks.outputs import Outputs
 
 
@@ -25,6 +26,12 @@ def accuracy_metrics(outputs: Outputs) -> dict[str, float]:
 
 class Accuracy(MetricCallback):
     """Fills UA, FTA, RA and TA for the method and the oracle at the end of the unlearning fit."""
+
+    metrics = tuple(MetricInfo(key, key, "%", "oracle", meaning, column=True, gap="avg") for key, meaning in (
+        ("UA", "100 − accuracy on the forget-class training samples D_f"),
+        ("FTA", "accuracy on the forget-class test samples T_f"),
+        ("RA", "accuracy on the retained training samples D_r"),
+        ("TA", "accuracy on the retained test samples T_r")))
 
     def compute(self, outputs: Outputs) -> dict[str, float]:
         return accuracy_metrics(outputs)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from attacks.errors import AttackOptionsError, ScoreUndefined
 from attacks.functional import FEATURE_KINDS, MIA_SIGNALS
+from attacks.metrics import MetricInfo
 from attacks.outputs import Outputs, OutputSource
 
 
@@ -99,7 +100,13 @@ class MetricCallback(Callback):
     Subclasses implement :meth:`compute` (a score of one model's outputs) or, when the method and the
     oracle are scored differently, :meth:`score_method` and :meth:`score_oracle`. They hold no state
     but the context, so their order does not matter.
+
+    Every subclass declares ``metrics``: each key it writes into ``method_metrics`` / ``oracle_metrics``
+    (an empty tuple for one that writes diagnostics only). No default, so registering a callback that
+    forgot it fails instead of its scores going unreported.
     """
+
+    metrics: ClassVar[tuple[MetricInfo, ...]]
 
     def __init__(self, context: CellContext) -> None:
         self.context = context

@@ -22,6 +22,8 @@ def mean_forget_distribution(outputs: Outputs) -> list[float]:
 class ForgetDestination(MetricCallback):
     """Writes ``forget_destination = {"method": [...], "oracle": [...]}`` (one probability per class)."""
 
+    metrics = ()  # a diagnostic, not a score
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         ctx = self.context
         method = ctx.method_outputs(pl_module)

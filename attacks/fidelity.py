@@ -31,6 +31,8 @@ def similarity_fidelity(similarity: Tensor, reference_probs: Sequence[Tensor], f
 class SimilarityFidelity(MetricCallback):
     """Writes ``similarity_fidelity`` into the row's diagnostics for methods that have a similarity."""
 
+    metrics = ()  # a diagnostic, not a score
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         similarity = getattr(pl_module, "class_similarity", None)
         if similarity is None:

@@ -1,34 +1,47 @@
-"""Names and directions of every score a result row holds (SPEC section 2), defined once.
+"""What a score is: the one declaration the leaderboard, the ``--verbose`` line, the README's score
+table and the tests read. Each callback lists the scores it writes in its ``metrics`` class attribute.
 
-``ideal`` says what a perfect unlearning method scores: ``"oracle"`` (match the retrained model),
-``"high"``, ``"low"`` or a number (50 for attacks: indistinguishable from retraining).
+``ideal`` says what a perfect unlearning method scores: ``"oracle"`` (match the retrained oracle),
+``"low"``, ``"high"``, or a number.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+UNITS = ("%", "fraction", "AUC", "s", "ratio")
+IDEALS = ("oracle", "low", "high")
+GAPS = (None, "avg", "privacy")
+
 
 @dataclass(frozen=True)
 class MetricInfo:
+    """One score of a result row (``row["metrics"][key]``, and the same for ``row["oracle"]``).
+
+    Args:
+        key: the name in the row.
+        label: the name people read (leaderboard header, ``--verbose`` line).
+        unit: ``%``, ``fraction``, ``AUC``, ``s`` or ``ratio``.
+        ideal: ``oracle``, ``low``, ``high`` or a number: what the leaderboard marks as best.
+        meaning: one line for the README's score table.
+        column: a leaderboard column, also in its CSV and JSON exports (the others stay in the rows).
+        gap: ``avg`` or ``privacy``: the per-cell gap to the oracle the score enters, or None.
+    """
+
     key: str
     label: str
+    unit: str
     ideal: str | float
-    description: str
+    meaning: str
+    column: bool = False
+    gap: str | None = None
 
-
-METRICS: dict[str, MetricInfo] = {m.key: m for m in (
-    MetricInfo("UA", "UA", "oracle", "100 - accuracy on D_f"),
-    MetricInfo("FTA", "FTA", "oracle", "accuracy on T_f (forget-class test samples)"),
-    MetricInfo("RA", "RA", "high", "accuracy on D_r"),
-    MetricInfo("TA", "TA", "high", "accuracy on T_r"),
-    MetricInfo("MIA_eff", "MIA-eff", "oracle", "share of D_f that SalUn's SVC calls non-member"),
-    MetricInfo("TV", "TV", "low", "mean total-variation distance to the oracle's predictions on D_f (fraction)"),
-    MetricInfo("MIA_NN", "MIA-NN", 50.0, "balanced accuracy of the neighbour-class attack, reference mode"),
-    MetricInfo("MIA_NN_shadow", "MIA-NN (shadow)", 50.0, "the neighbour-class attack trained on unlearned shadows"),
-    MetricInfo("ULiRA", "U-LiRA", 50.0, "balanced accuracy of the per-example likelihood-ratio attack at 0"),
-    MetricInfo("ULiRA_AUC", "U-LiRA AUC", 0.5, "area under U-LiRA's ROC curve"),
-    MetricInfo("ULiRA_TPR1", "U-LiRA TPR@1%", "low", "U-LiRA's true-positive rate at 1% false positives"),
-    MetricInfo("time_s", "time (s)", "low", "wall-clock seconds of the unlearning step alone"),
-    MetricInfo("time_ratio", "time / oracle", "low", "unlearning time over the oracle's training time"),
-)}
+    def __post_init__(self) -> None:
+        # a typo here would silently drop a column or a gap member, so it fails at import
+        if self.unit not in UNITS:
+            raise ValueError(f"metric {self.key!r}: unit {self.unit!r} is not one of {', '.join(UNITS)}")
+        numeric = isinstance(self.ideal, int | float) and not isinstance(self.ideal, bool)
+        if not numeric and self.ideal not in IDEALS:
+            raise ValueError(f"metric {self.key!r}: ideal {self.ideal!r} is not a number or one of {', '.join(IDEALS)}")
+        if self.gap not in GAPS:
+            raise ValueError(f"metric {self.key!r}: gap {self.gap!r} is not None, 'avg' or 'privacy'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from attacks.base import MetricCallback
 from attacks.functional import mia_nn_reference, mia_nn_shadow, neighbour_classes, neighbour_features
+from attacks.metrics import MetricInfo
 from attacks.outputs import Outputs
 
 
@@ -11,6 +12,16 @@ class MIANN(MetricCallback):
     """Reference mode (``MIA_NN``, the reported score) and, when unlearned in-shadows exist, shadow mode
     (``MIA_NN_shadow``). For the oracle, g is the oracle in reference mode; in shadow mode the scored
     model is a further retrained model, as for U-LiRA's noise floor (SPEC 4.6-4.7)."""
+
+    metrics = (
+        MetricInfo("MIA_NN", "MIA-NN", "%", "oracle",
+                   "the neighbour-class attack: an RBF SVC tells the model's probabilities of the k = 3 retained "
+                   "classes the references favour for D_f from the references'; its balanced accuracy on T_f "
+                   "(best: indistinguishable from the oracle, whose own score is the attack's noise floor)",
+                   column=True, gap="privacy"),
+        MetricInfo("MIA_NN_shadow", "MIA-NN (shadow)", "%", "oracle",
+                   "MIA-NN's full-attacker variant, trained on the method's unlearned in-shadows"),
+    )
 
     def _neighbours(self) -> list[int]:
         ctx = self.context

@@ -7,6 +7,7 @@ import torch
 
 from attacks.base import MetricCallback
 from attacks.functional import logit_confidence, ulira_scores, ulira_summary
+from attacks.metrics import MetricInfo
 from attacks.outputs import Outputs
 
 
@@ -17,6 +18,17 @@ def _psi(outputs: Outputs) -> torch.Tensor:
 class ULiRA(MetricCallback):
     """Positives: the scored model on D_f; negatives: the oracle on D_f. The Gaussians are fitted on
     the unlearned in-shadows (in) and the references (out), never on a scored model."""
+
+    metrics = (
+        MetricInfo("ULiRA", "U-LiRA", "%", "oracle",
+                   "per forget sample, a Gaussian over the logit-scaled confidence of S in-shadows unlearned with "
+                   "the method (in) and of M references (out); the log-likelihood ratio scores the method's model "
+                   "against the oracle: balanced accuracy at 0 (best: indistinguishable from the oracle, whose own "
+                   "score is the attack's noise floor; `--per-example-variance` for a variance per example)",
+                   column=True, gap="privacy"),
+        MetricInfo("ULiRA_AUC", "U-LiRA AUC", "AUC", "oracle", "area under U-LiRA's ROC curve"),
+        MetricInfo("ULiRA_TPR1", "U-LiRA TPR@1%", "%", "oracle", "U-LiRA's true-positive rate at 1% false positives"),
+    )
 
     def _scores(self, shadows: list[Outputs], scored: Outputs) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example scores of the scored model (positives) and of the oracle (negatives) on D_f."""

@@ -83,6 +83,7 @@ def trainer_arguments(args: argparse.Namespace) -> dict:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from benchmark.core.distributed import is_writer
+    from benchmark.engine.callbacks import declared_metrics
     from benchmark.engine.fitting import FitSettings
     from benchmark.engine.grid import Display, RunPaths, run_benchmark  # imports Lightning: only when running
     from benchmark.engine.shard import Shard
@@ -115,7 +116,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if not is_writer():  # every rank ran the grid; rank 0 reports it
         return 1 if failed else 0
     rows = read_rows(Path(summary.out_dir) / RESULTS_FILE)
-    for table in rich_tables([r for r in rows if r["preset"] == preset.name]):
+    for table in rich_tables([r for r in rows if r["preset"] == preset.name], declared_metrics()):
         console.print(table)
     for row in failed:
         where = f"{row['method']} forget {row['forget_classes']} seed {row['seed']} failed: "
@@ -129,10 +130,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def row_line(row: dict) -> Text:
-    """One line per finished cell for ``--verbose``: the scores a reader looks at first."""
+    """One line per finished cell for ``--verbose``: the row's leaderboard scores."""
+    from benchmark.engine.callbacks import declared_metrics  # at call time: includes a plugin's attacks
+
     m = row["metrics"]
-    scores = "  ".join(f"{label} {m[key]:.1f}" for key, label in (("UA", "UA"), ("TA", "TA"), ("MIA_NN", "MIA-NN"),
-                                                                  ("ULiRA", "U-LiRA")) if key in m)
+    scores = "  ".join(f"{info.label} {m[info.key]:.{2 if info.unit == 'fraction' else 1}f}"
+                       for info in declared_metrics() if info.column and info.key in m)
     style = {"ok": "green", "diverged": "yellow", "failed": "red"}[row["status"]]
     return (Text(f"{row['method']} forget {row['forget_classes']} seed {row['seed']}: ", style="bold")
             + Text(row["status"], style=style) + Text(f"  {scores}  ({row['diagnostics'].get('cell_s', 0):.1f} s)"))
@@ -152,6 +155,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
+    from benchmark.engine.callbacks import declared_metrics
     from benchmark.report.leaderboard import render_csv, render_json
 
     run_dirs = [Path(d) for d in (args.runs or sorted(p.parent for p in Path("runs").glob(f"*/{RESULTS_FILE}")))]
@@ -161,8 +165,10 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     if args.output != LEADERBOARD_FILE:
         command += f" --output {shlex.quote(args.output)}"
     figures = [] if args.no_figures else figure_links()
-    texts = {output: render_markdown(rows, command=command, figures=figures),
-             output.with_suffix(".csv"): render_csv(rows), output.with_suffix(".json"): render_json(rows)}
+    metrics = declared_metrics()  # the registered callbacks' scores: a new attack gets its column
+    texts = {output: render_markdown(rows, metrics, command=command, figures=figures),
+             output.with_suffix(".csv"): render_csv(rows, metrics),
+             output.with_suffix(".json"): render_json(rows, metrics)}
     if args.check:  # the text files; the PNGs depend on the matplotlib version, so they are not compared
         stale = [str(path) for path, text in texts.items() if not path.exists() or path.read_text() != text]
         if stale:
@@ -176,8 +182,8 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     if figures:
         from benchmark.report.plots import draw_all  # matplotlib: only when drawing
 
-        draw_all(rows, output.parent)
-    for table in rich_tables(rows):
+        draw_all(rows, output.parent, metrics)
+    for table in rich_tables(rows, metrics):
         console.print(table)
     written = ", ".join(str(p) for p in texts) + (f" and {len(figures)} PNG figures" if figures else "")
     console.print(f"{len(rows)} rows from {len(run_dirs)} run directories -> {written}")

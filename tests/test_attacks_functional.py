@@ -9,6 +9,7 @@ from scipy.stats import norm
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
 from sklearn.svm import SVC
 
+from attacks.errors import ScoreUndefined
 from attacks.functional import (
     balanced_accuracy,
     class_balanced_sample,
@@ -21,6 +22,8 @@ from attacks.functional import (
     neighbour_classes,
     neighbour_features,
     tv_distance,
+    ulira_leave_one_out,
+    ulira_model_summary,
     ulira_scores,
     ulira_summary,
 )
@@ -144,6 +147,68 @@ def test_ulira_is_chance_for_a_retrained_like_target_and_high_for_an_unlearned_l
     same = np.mean([_ulira_from_models(0.0, s) for s in range(5)])
     assert abs(same - 50) < 5
     assert np.mean([_ulira_from_models(3.0, s) for s in range(5)]) > 90
+
+
+def _direct_leave_one_out(pos: np.ndarray, neg: np.ndarray, per_example: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The estimator written out with numpy/scipy, model by model, as the protocol states it."""
+
+    def gaussian(stats):
+        var = stats.var(0, ddof=1) if per_example else np.full(stats.shape[1], stats.var(0, ddof=1).mean())
+        return stats.mean(0), np.sqrt(var)
+
+    def score(x, in_stats, out_stats):
+        (m_in, s_in), (m_out, s_out) = gaussian(in_stats), gaussian(out_stats)
+        return norm.logpdf(x, m_in, s_in) - norm.logpdf(x, m_out, s_out)
+
+    pos_scores = [score(pos[j], np.delete(pos, j, 0), neg) for j in range(len(pos))]
+    neg_scores = [score(neg[j], pos, np.delete(neg, j, 0)) for j in range(len(neg))]
+    return np.array(pos_scores), np.array(neg_scores)
+
+
+@pytest.mark.parametrize("per_example", [False, True])
+def test_leave_one_model_out_ulira_matches_a_direct_computation(per_example):
+    rng = np.random.default_rng(3)
+    pos, neg = rng.normal(1, 1, (9, 40)), rng.normal(0, 1.3, (7, 40))
+    ours = ulira_leave_one_out(torch.tensor(pos), torch.tensor(neg), per_example_variance=per_example)
+    expected = _direct_leave_one_out(pos, neg, per_example)
+    for got, want in zip(ours, expected, strict=True):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-9)
+    summary = ulira_model_summary(*ours)
+    scores = np.r_[expected[0].ravel(), expected[1].ravel()]
+    truth = np.r_[np.ones(expected[0].size), np.zeros(expected[1].size)]
+    assert summary["ULiRA_AUC"] == pytest.approx(roc_auc_score(truth, scores), abs=1e-6)
+    # every model weighs the same: the mean over models of each model's share of correct calls
+    tpr = np.mean([(row > 0).mean() for row in expected[0]])
+    tnr = np.mean([(row <= 0).mean() for row in expected[1]])
+    assert summary["ULiRA"] == pytest.approx(50 * (tpr + tnr))
+    fpr, tpr_curve, _ = roc_curve(truth, scores)
+    assert summary["ULiRA_TPR1"] == pytest.approx(100 * tpr_curve[fpr <= 0.01].max(), abs=1e-4)
+
+
+def test_leave_one_model_out_ulira_is_50_in_expectation_for_exchangeable_models():
+    """Permutation test: 18 exchangeable "retrained" models, each with its own offset that moves all of
+    its samples together (the model effect), are split at random into 9 positives and 9 negatives. The
+    mean over 300 splits is 50 up to its standard error; the one-pair estimator on the same splits is
+    about twice as spread."""
+    rng = np.random.default_rng(4)
+    base = rng.normal(0, 2, 60)
+    models = base + rng.normal(0, 0.8, (18, 1)) + rng.normal(0, 1, (18, 60))  # per-model offset + noise
+    loo, pair = [], []
+    for _ in range(300):
+        order = rng.permutation(18)
+        pos, neg = torch.tensor(models[order[:9]]), torch.tensor(models[order[9:]])
+        loo.append(ulira_model_summary(*ulira_leave_one_out(pos, neg))["ULiRA"])
+        one_pos = ulira_scores(pos[0], pos[1:], neg[1:])
+        one_neg = ulira_scores(neg[0], pos[1:], neg[1:])
+        pair.append(ulira_summary(one_pos, one_neg)["ULiRA"])
+    loo, pair = np.array(loo), np.array(pair)
+    assert abs(loo.mean() - 50) < 3 * loo.std(ddof=1) / np.sqrt(len(loo))
+    assert loo.std(ddof=1) < 0.7 * pair.std(ddof=1)
+
+
+def test_leave_one_model_out_ulira_needs_three_models_a_side():
+    with pytest.raises(ScoreUndefined, match="at least 3 models per side"):
+        ulira_leave_one_out(torch.zeros(2, 5), torch.zeros(4, 5))
 
 
 # -- MIA-efficacy and TV ----------------------------------------------------------------------------

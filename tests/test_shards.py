@@ -16,6 +16,7 @@ from benchmark.cli import main
 from benchmark.core.atomic import append_line
 from benchmark.core.locks import EntryLock
 from benchmark.engine.cache import ModelCache, config_hash
+from benchmark.engine.callbacks import declared_metrics
 from benchmark.engine.shard import Shard, split
 from benchmark.report.leaderboard import render_markdown
 from benchmark.report.store import read_rows
@@ -122,6 +123,6 @@ def test_two_parallel_shards_merge_into_the_unsharded_leaderboard(tmp_path, monk
 
     def board(rows_):  # what the two leaderboards may not share: wall-clock times, run dates and the commands
         neutral = {"started": "-", "finished": "-", "command": "bench run"}  # (shard commands name their shard)
-        return render_markdown([r | without_measured(r) | neutral for r in rows_], command="x")
+        return render_markdown([r | without_measured(r) | neutral for r in rows_], declared_metrics(), command="x")
 
     assert board(shared) == board(whole)

@@ -12,6 +12,7 @@ from attacks import (
     CellContext,
     ForgetDestination,
     MetricCallback,
+    MetricInfo,
     MIAEfficacy,
     SimilarityFidelity,
     TVDistance,
@@ -19,18 +20,47 @@ from attacks import (
 )
 from benchmark.core.registry import Registry
 
+# written by the engine around the fit (benchmark.engine.cell.run_cell), not by a callback
+CELL_METRICS = (
+    MetricInfo("time_s", "time (s)", "s", "low", "seconds of the unlearning step alone", column=True),
+    MetricInfo("time_ratio", "time / oracle", "ratio", "low", "unlearning time over the oracle's training time"),
+)
+
 
 def _check_callback(cls: object) -> None:
     if not (isinstance(cls, type) and issubclass(cls, MetricCallback)):
         raise TypeError(f"{cls!r} is not a subclass of attacks.MetricCallback and cannot be registered")
+    metrics = getattr(cls, "metrics", None)
+    if not (isinstance(metrics, tuple) and all(isinstance(m, MetricInfo) for m in metrics)):
+        raise TypeError(f"{cls.__qualname__} must declare the scores it writes: metrics = (MetricInfo(...), ...), "
+                        "or () for a callback that writes diagnostics only")
 
 
 CALLBACKS: Registry[type[MetricCallback]] = Registry("attack", check=_check_callback)
 
 
+def _unique(sources: list[tuple[str, tuple[MetricInfo, ...]]]) -> list[MetricInfo]:
+    """The metrics of (owner, metrics) pairs in order; a key two owners write is an error naming both."""
+    owners: dict[str, str] = {}
+    for owner, metrics in sources:
+        for m in metrics:
+            if m.key in owners:
+                raise ValueError(f"metric {m.key!r} is declared twice: by {owners[m.key]} and by {owner}")
+            owners[m.key] = owner
+    return [m for _, metrics in sources for m in metrics]
+
+
 def register_callback(name: str, cls: type[MetricCallback]) -> type[MetricCallback]:
     """Run ``cls`` in every cell from now on (after the callbacks registered before it)."""
+    _check_callback(cls)
+    others = [(n, c.metrics) for n, c in CALLBACKS.items() if n != name]
+    _unique([*others, (name, cls.metrics), ("the engine", CELL_METRICS)])  # fails now, not at the first leaderboard
     return CALLBACKS.register(name, cls)
+
+
+def declared_metrics() -> list[MetricInfo]:
+    """Every score a row can hold: each registered callback's, in registration order, then the engine's."""
+    return _unique([*((n, c.metrics) for n, c in CALLBACKS.items()), ("the engine", CELL_METRICS)])
 
 
 for _name, _cls in (("accuracy", Accuracy), ("mia_efficacy", MIAEfficacy), ("tv", TVDistance), ("mia_nn", MIANN),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmark.report.leaderboard import ORACLE, aggregate  # noqa: E402
+from benchmark.report.leaderboard import ORACLE, Metric, aggregate  # noqa: E402
 
 ULIRA_METHODS = ("retrain", "trw", "rwft", "scrub", "rl", "original")  # a spread from private to leaky
 FIGURES = {  # file name -> title
@@ -37,9 +38,9 @@ def _presets(rows: Sequence[dict[str, Any]]) -> list[str]:
     return sorted({r["preset"] for r in _ok(rows)})
 
 
-def privacy_vs_accuracy(rows: Sequence[dict[str, Any]], path: Path) -> None:
+def privacy_vs_accuracy(rows: Sequence[dict[str, Any]], path: Path, metrics: Sequence[Metric]) -> None:
     """(a) One panel per preset: each method's mean privacy gap (x) against its mean test accuracy (y)."""
-    table = aggregate(_ok(rows))
+    table = aggregate(_ok(rows), metrics)
     fig, axes = plt.subplots(1, len(table), figsize=(6.5 * len(table), 5), squeeze=False)
     for ax, (preset, summaries) in zip(axes[0], table.items(), strict=True):
         for s in summaries:
@@ -123,10 +124,10 @@ def ulira_scores(rows: Sequence[dict[str, Any]], path: Path, methods: Sequence[s
     plt.close(fig)
 
 
-def draw_all(rows: Sequence[dict[str, Any]], folder: Path) -> list[tuple[str, str]]:
+def draw_all(rows: Sequence[dict[str, Any]], folder: Path, metrics: Sequence[Metric]) -> list[tuple[str, str]]:
     """Write every figure into ``folder``; return (title, file name) pairs for the markdown links."""
     folder.mkdir(parents=True, exist_ok=True)
-    drawers = (privacy_vs_accuracy, forget_destination, ulira_scores)
+    drawers = (partial(privacy_vs_accuracy, metrics=metrics), forget_destination, ulira_scores)
     for (name, _), draw in zip(FIGURES.items(), drawers, strict=True):
         draw(rows, folder / name)
     return [(title, name) for name, title in FIGURES.items()]
