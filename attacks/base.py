@@ -68,6 +68,9 @@ class CellContext:
             (SPEC 4.6), and of one more retrained model that the oracle's U-LiRA scores.
         method_shadows: outputs of the S in-shadows unlearned with the method under test.
         options: attack settings.
+        method_key: the cache key of the unlearned model's outputs (None: computed, not cached).
+        shared: results every method of the cell shares (the nulls from retrained models), computed
+            by the first method's callbacks and reused by the others.
     """
 
     outputs: OutputSource
@@ -82,10 +85,18 @@ class CellContext:
     method_metrics: dict[str, float] = field(default_factory=dict)
     oracle_metrics: dict[str, float] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    method_key: str | None = None
+    shared: dict[str, Any] = field(default_factory=dict)
 
     def method_outputs(self, pl_module: L.LightningModule) -> Outputs:
         """The unlearned model's outputs: computed by the first callback that asks, then shared."""
-        return self.outputs.of(pl_module.model, model_id=f"unlearned:{id(pl_module)}")
+        return self.outputs.of(pl_module.model, model_id=f"unlearned:{id(pl_module)}", cached_key=self.method_key)
+
+    def once(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` the first time any method of the cell asks for ``name``; the same value after."""
+        if name not in self.shared:
+            self.shared[name] = compute()
+        return self.shared[name]
 
     def require(self, what: str) -> Any:
         value = getattr(self, what)
@@ -121,9 +132,15 @@ class MetricCallback(Callback):
         return self.compute(self.context.oracle)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.score(self.context.method_outputs(pl_module), pl_module)
+
+    def score(self, method: Outputs, module: Any = None) -> None:
+        """Write this callback's scores of the unlearned model's ``method`` outputs (and the oracle's) into
+        the context. ``module`` is the unlearned LightningModule, for callbacks that read its attributes
+        (TRW's ``class_similarity``); re-scoring from cached outputs passes a stand-in that has them."""
         ctx = self.context
-        for target, score, into in (("method", lambda: self.score_method(self._finite(ctx.method_outputs(pl_module))),
-                                     ctx.method_metrics), ("oracle", self.score_oracle, ctx.oracle_metrics)):
+        for target, score, into in (("method", lambda: self.score_method(self._finite(method)), ctx.method_metrics),
+                                    ("oracle", self.score_oracle, ctx.oracle_metrics)):
             try:
                 into.update(score())
             except ScoreUndefined as exc:  # e.g. a diverged model: the score does not exist; any other error is a bug

@@ -4,7 +4,8 @@ so the leaderboard's plots are drawn from rows alone."""
 
 from __future__ import annotations
 
-import lightning as L
+from typing import Any
+
 from torch import Tensor
 
 from attacks.base import MetricCallback
@@ -24,10 +25,9 @@ class ForgetDestination(MetricCallback):
 
     metrics = ()  # a diagnostic, not a score
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def score(self, method: Outputs, module: Any = None) -> None:
         ctx = self.context
-        method = ctx.method_outputs(pl_module)
-        if not all(t.isfinite().all() for t in method.logits.values()):
+        if not method.finite():
             return  # a diverged model has no distribution to draw
         ctx.diagnostics["forget_destination"] = {"method": mean_forget_distribution(method),
                                                  "oracle": mean_forget_distribution(ctx.oracle)}

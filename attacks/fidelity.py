@@ -5,12 +5,13 @@ a ``class_similarity`` (TRW, RWFT)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-import lightning as L
 from scipy.stats import spearmanr
 from torch import Tensor
 
 from attacks.base import MetricCallback
+from attacks.outputs import Outputs
 
 
 def retrained_distribution(reference_probs: Sequence[Tensor], forget_classes: Sequence[int]) -> Tensor:
@@ -33,8 +34,8 @@ class SimilarityFidelity(MetricCallback):
 
     metrics = ()  # a diagnostic, not a score
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        similarity = getattr(pl_module, "class_similarity", None)
+    def score(self, method: Outputs, module: Any = None) -> None:
+        similarity = getattr(module, "class_similarity", None)
         if similarity is None:
             return
         ctx = self.context

@@ -25,7 +25,10 @@ class MetricInfo:
         ideal: ``oracle``, ``low``, ``high`` or a number: what the leaderboard marks as best.
         meaning: one line for the README's score table.
         column: a leaderboard column, also in its CSV and JSON exports (the others stay in the rows).
-        gap: ``avg`` or ``privacy``: the per-cell gap to the oracle the score enters, or None.
+        gap: ``avg`` or ``privacy``: the per-cell gap the score enters, or None.
+        reference: what a gap member is compared with in its cell: None = the cell's oracle value; a number
+            (50 for U-LiRA); or the key of another score of the same row (``MIA_NN_null_mean``). A row that
+            lacks that key (older protocol) falls back to its oracle's value.
     """
 
     key: str
@@ -35,6 +38,7 @@ class MetricInfo:
     meaning: str
     column: bool = False
     gap: str | None = None
+    reference: str | float | None = None
 
     def __post_init__(self) -> None:
         # a typo here would silently drop a column or a gap member, so it fails at import

@@ -101,7 +101,7 @@ def cell_config(preset: Preset, method: UnlearningMethod, dm: UnlearningDataModu
     preset_part = preset_settings(preset) | {"name": preset.name, "methods": None}
     return {"preset": preset_part, "method": method.name, "hparams": method.method_hparams(),
             "forget_classes": list(dm.forget_classes), "seed": dm.seed, "split": dm.split_hash,
-            "attacks": dataclasses.asdict(options), "version": benchmark.__version__}
+            "attacks": dataclasses.asdict(options), "version": benchmark.__version__, "protocol": benchmark.PROTOCOL}
 
 
 @dataclass
@@ -125,6 +125,7 @@ class Cell:
     options: AttackOptions = field(default_factory=AttackOptions)
     fit: FitSettings = DEFAULT_FIT
     command: str = ""
+    shared: dict[str, Any] = field(default_factory=dict)  # what every method's callbacks share (the nulls)
 
     @functools.cached_property
     def original(self) -> nn.Module:
@@ -175,7 +176,7 @@ class Cell:
             oracle_meta=oracle_meta, forget_classes=self.dm.forget_classes, seed=self.dm.seed, options=self.options,
             references=lazy(lambda: bank.reference_outputs(outputs)),
             retrain_shadows=lazy(lambda: bank.retrain_shadow_outputs(outputs)),
-            method_shadows=lazy(lambda: self.unlearned_shadow_outputs(name, key)),
+            method_shadows=lazy(lambda: self.unlearned_shadow_outputs(name, key)), shared=self.shared,
         )
 
 
@@ -196,7 +197,8 @@ def run_cell(cell: Cell, name: str, *, done: set[str] = frozenset()) -> dict[str
         "preset": preset.name, "dataset": dm.name, "model": preset.model, "method": name,
         "forget_classes": list(dm.forget_classes), "seed": dm.seed, "status": "ok",
         "metrics": {}, "oracle": {}, "hparams": method.method_hparams(), "config_hash": key,
-        "split_hash": dm.split_hash, "version": benchmark.__version__, "started": _now(), "finished": "",
+        "split_hash": dm.split_hash, "version": benchmark.__version__, "protocol": benchmark.PROTOCOL,
+        "started": _now(), "finished": "",
         "bank": {"references": preset.bank.references, "shadows": preset.bank.shadows},
         "split": dm.manifest()["sizes"], "command": cell.command,
     }

@@ -83,8 +83,8 @@ def run_config(preset: Preset, options: AttackOptions) -> dict[str, Any]:
     :func:`~benchmark.engine.cell.preset_settings`); per-method hyperparameters stay in: a changed one
     would put two versions of a method into one leaderboard row.
     """
-    return {"preset": preset.name, "version": benchmark.__version__, "settings": preset_settings(preset),
-            "attacks": dataclasses.asdict(options)}
+    return {"preset": preset.name, "version": benchmark.__version__, "protocol": benchmark.PROTOCOL,
+            "settings": preset_settings(preset), "attacks": dataclasses.asdict(options)}
 
 
 def check_bank(preset: Preset) -> None:
