@@ -25,12 +25,16 @@ class AttackOptions:
         nn_feature: MIA-NN feature: ``prob``, ``logprob`` or ``renorm``.
         mia_signal: MIA-efficacy signal: ``confidence``, ``entropy`` or ``modified_entropy``.
         per_example_variance: U-LiRA fits a variance per example instead of one pooled variance.
+        svc_c: C of MIA-NN's RBF SVC.
+        svc_gamma: gamma of MIA-NN's RBF SVC: ``scale``, ``auto`` or a positive number.
     """
 
     neighbours: int = 3
     nn_feature: str = "prob"
     mia_signal: str = "confidence"
     per_example_variance: bool = False
+    svc_c: float = 1.0
+    svc_gamma: str | float = "scale"
 
     def __post_init__(self) -> None:
         if isinstance(self.neighbours, bool) or not isinstance(self.neighbours, int) or self.neighbours < 1:
@@ -43,6 +47,19 @@ class AttackOptions:
                                      f"{', '.join(MIA_SIGNALS)}")
         if not isinstance(self.per_example_variance, bool):
             raise AttackOptionsError(f"per_example_variance must be True or False, got {self.per_example_variance!r}")
+        if not _positive_number(self.svc_c):
+            raise AttackOptionsError(f"svc_c (MIA-NN's SVC C) must be a positive number, got {self.svc_c!r}")
+        if self.svc_gamma not in ("scale", "auto") and not _positive_number(self.svc_gamma):
+            raise AttackOptionsError(f"svc_gamma must be 'scale', 'auto' or a positive number, got {self.svc_gamma!r}")
+
+    @property
+    def svc(self) -> dict[str, float | str]:
+        """MIA-NN's SVC settings, as keyword arguments."""
+        return {"C": self.svc_c, "gamma": self.svc_gamma}
+
+
+def _positive_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 def lazy(make: Callable[[], Any]) -> Callable[[], Any]:

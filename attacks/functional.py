@@ -34,26 +34,22 @@ def require_finite(*arrays) -> None:
             raise ScoreUndefined("non-finite model outputs (a diverged model): the score does not exist")
 
 
-def _subsample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` rows of ``x`` drawn without replacement (all of them when ``x`` has no more)."""
-    return x if len(x) <= n else x[rng.choice(len(x), size=n, replace=False)]
+def svc_attack(train_neg: np.ndarray, train_pos: np.ndarray, test_neg: np.ndarray, test_pos: np.ndarray, *,
+               C: float = 1.0, gamma: str | float = "scale") -> float:
+    """Fit an RBF SVC on (negatives 0, positives 1) and return its balanced accuracy (percent) on the test set.
 
-
-def svc_balanced_accuracy(train_neg: np.ndarray, train_pos: np.ndarray, test_neg: np.ndarray,
-                          test_pos: np.ndarray, *, seed: int = 0, **svc_kwargs) -> float:
-    """Fit an RBF SVC on (negatives 0, positives 1), balanced by subsampling; return its balanced
-    accuracy (percent) on a test set balanced the same way."""
-    rng = np.random.default_rng(seed)
-    n_train, n_test = min(len(train_neg), len(train_pos)), min(len(test_neg), len(test_pos))
-    if n_train == 0 or n_test == 0:
+    Every sample is used: the classes are balanced by weights (``class_weight="balanced"``) when fitting and
+    by the balanced accuracy when testing, so the score depends on no random subsample (the SVC itself is
+    deterministic).
+    """
+    if min(len(train_neg), len(train_pos), len(test_neg), len(test_pos)) == 0:
         raise ScoreUndefined("an SVC attack needs samples of both kinds to train and to test on")
     require_finite(train_neg, train_pos, test_neg, test_pos)
-    x_train = np.concatenate([_subsample(train_neg, n_train, rng), _subsample(train_pos, n_train, rng)])
-    y_train = np.r_[np.zeros(n_train), np.ones(n_train)]
-    x_test = np.concatenate([_subsample(test_neg, n_test, rng), _subsample(test_pos, n_test, rng)])
-    y_test = np.r_[np.zeros(n_test), np.ones(n_test)]
-    clf = SVC(kernel="rbf", random_state=seed, **svc_kwargs).fit(x_train, y_train)
-    return balanced_accuracy(clf.predict(x_test), y_test)
+    x_train = np.concatenate([train_neg, train_pos])
+    y_train = np.r_[np.zeros(len(train_neg)), np.ones(len(train_pos))]
+    clf = SVC(kernel="rbf", C=C, gamma=gamma, class_weight="balanced").fit(x_train, y_train)
+    x_test = np.concatenate([test_neg, test_pos])
+    return balanced_accuracy(clf.predict(x_test), np.r_[np.zeros(len(test_neg)), np.ones(len(test_pos))])
 
 
 # -- MIA-NN (SPEC section 3) ------------------------------------------------------------------------
@@ -94,25 +90,24 @@ def neighbour_features(logits: Tensor, neighbours: Sequence[int], kind: str = "p
 
 
 def mia_nn_reference(ref_train: Sequence[np.ndarray], target_train: np.ndarray, ref_test: Sequence[np.ndarray],
-                     target_test: np.ndarray, *, seed: int = 0) -> float:
+                     target_test: np.ndarray, **svc: float | str) -> float:
     """MIA-NN, reference mode: can an SVC tell the target model's neighbour features from those of
     retrained models? Trained on D_f features, measured on T_f (percent; 50 = indistinguishable).
 
     Args:
-        ref_train: per reference model, its (n, k) features on D_f (pooled, then subsampled to balance).
+        ref_train: per reference model, its (n, k) features on D_f (pooled; every sample, class-weighted).
         target_train: the target model's features on D_f.
         ref_test, target_test: the same on T_f.
+        svc: the SVC's ``C`` and ``gamma``.
     """
-    return svc_balanced_accuracy(np.concatenate(ref_train), target_train, np.concatenate(ref_test), target_test,
-                                 seed=seed)
+    return svc_attack(np.concatenate(ref_train), target_train, np.concatenate(ref_test), target_test, **svc)
 
 
 def mia_nn_shadow(ref_train: Sequence[np.ndarray], shadow_train: Sequence[np.ndarray], oracle_test: np.ndarray,
-                  target_test: np.ndarray, *, seed: int = 0) -> float:
+                  target_test: np.ndarray, **svc: float | str) -> float:
     """MIA-NN, shadow mode (a full attacker): the SVC learns unlearned in-shadows (1) against references
     (0) on D_f, then scores the target (1) against the oracle (0) on T_f."""
-    return svc_balanced_accuracy(np.concatenate(ref_train), np.concatenate(shadow_train), oracle_test, target_test,
-                                 seed=seed)
+    return svc_attack(np.concatenate(ref_train), np.concatenate(shadow_train), oracle_test, target_test, **svc)
 
 
 # -- U-LiRA (SPEC section 4) ------------------------------------------------------------------------
@@ -189,16 +184,44 @@ def ulira_leave_one_out(positives: Tensor, negatives: Tensor, *, per_example_var
     return held_out(positives, negatives, True), held_out(negatives, positives, False)
 
 
+def model_balanced_accuracy(positive: Tensor, negative: Tensor) -> float:
+    """Balanced accuracy at threshold 0 (percent) of (models, samples) scores, every model weighted equally."""
+    tpr = float((positive > 0).double().mean(dim=1).mean())
+    tnr = float((negative <= 0).double().mean(dim=1).mean())
+    return 50.0 * (tpr + tnr)
+
+
+def ulira_null(retrained: Tensor, positives: int, *, draws: int = 200, seed: int = 0,
+               per_example_variance: bool = False) -> Tensor:
+    """Leave-one-model-out U-LiRA scores under the null: the statistics of exchangeable retrained models
+    (none saw the forget class) split at random into ``positives`` "unlearned" models and the rest; one
+    score per draw. Their mean is 50 in expectation and their spread is what a score difference is worth.
+
+    Args:
+        retrained: (R, n) statistic of R retrained models (the oracle, the references and the further ones).
+        positives: how many play the method's side (S + 1 in a cell).
+        draws: random splits.
+        seed: seed of the splits.
+        per_example_variance: as in :func:`ulira_scores`.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    scores = []
+    for _ in range(draws):
+        order = torch.randperm(len(retrained), generator=generator)
+        pos, neg = retrained[order[:positives]], retrained[order[positives:]]
+        scores.append(model_balanced_accuracy(*ulira_leave_one_out(pos, neg,
+                                                                  per_example_variance=per_example_variance)))
+    return torch.tensor(scores, dtype=torch.float64)
+
+
 def ulira_model_summary(positive: Tensor, negative: Tensor) -> dict[str, float]:
     """U-LiRA's reported numbers from (models, samples) score matrices: balanced accuracy at threshold 0
     with every model weighted equally (percent; 50 = the attack cannot tell the sides apart), AUC over all
     (model, sample) scores, and TPR at 1% and 0.1% FPR (percent)."""
-    tpr = float((positive > 0).double().mean(dim=1).mean())
-    tnr = float((negative <= 0).double().mean(dim=1).mean())
     scores = torch.cat([positive.flatten(), negative.flatten()])
     truth = torch.cat([torch.ones(positive.numel()), torch.zeros(negative.numel())]).long()
     fpr_curve, tpr_curve, _ = binary_roc(scores, truth)
-    return {"ULiRA": 50.0 * (tpr + tnr), "ULiRA_AUC": float(binary_auroc(scores, truth)),
+    return {"ULiRA": model_balanced_accuracy(positive, negative), "ULiRA_AUC": float(binary_auroc(scores, truth)),
             "ULiRA_TPR1": _tpr_at(fpr_curve, tpr_curve, 0.01), "ULiRA_TPR01": _tpr_at(fpr_curve, tpr_curve, 0.001)}
 
 

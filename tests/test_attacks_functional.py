@@ -46,8 +46,8 @@ def _features(n, shift=0.0, seed=0):
 
 def test_mia_nn_is_chance_when_target_and_references_match():
     scores = [mia_nn_reference([_features(300, seed=10 * s + i) for i in range(4)], _features(300, seed=10 * s + 8),
-                               [_features(300, seed=10 * s + 4 + i) for i in range(4)], _features(300, seed=10 * s + 9),
-                               seed=s) for s in range(5)]
+                               [_features(300, seed=10 * s + 4 + i) for i in range(4)], _features(300, seed=10 * s + 9))
+              for s in range(5)]
     assert abs(np.mean(scores) - 50) < 5  # mean of 5 attacks on 600 test points each
 
 
@@ -65,13 +65,17 @@ def test_mia_nn_shadow_mode_learns_shadows_and_scores_target_against_oracle():
     assert leaky > 97 and abs(clean - 50) < 10
 
 
-def test_mia_nn_svc_agrees_with_an_independent_fit():
-    refs, target = _features(100, seed=1), _features(100, shift=0.1, seed=2)
-    refs_test, target_test = _features(80, seed=3), _features(80, shift=0.1, seed=4)
-    ours = mia_nn_reference([refs], target, [refs_test], target_test)
-    clf = SVC(kernel="rbf", random_state=0).fit(np.r_[refs, target], np.r_[np.zeros(100), np.ones(100)])
-    pred = clf.predict(np.r_[refs_test, target_test])
-    assert ours == pytest.approx(100 * balanced_accuracy_score(np.r_[np.zeros(80), np.ones(80)], pred))
+def test_mia_nn_svc_agrees_with_an_independent_class_weighted_fit_on_every_sample():
+    """Three references against one target: every sample is used, the classes weighted, no subsample drawn."""
+    refs = [_features(100, seed=1 + i) for i in range(3)]
+    refs_test = [_features(80, seed=5 + i) for i in range(3)]
+    target, target_test = _features(100, shift=0.1, seed=2), _features(80, shift=0.1, seed=4)
+    ours = mia_nn_reference(refs, target, refs_test, target_test, C=2.0, gamma="auto")
+    clf = SVC(kernel="rbf", C=2.0, gamma="auto", class_weight={0: 400 / 600, 1: 400 / 200})
+    clf.fit(np.r_[np.concatenate(refs), target], np.r_[np.zeros(300), np.ones(100)])
+    pred = clf.predict(np.r_[np.concatenate(refs_test), target_test])
+    assert ours == pytest.approx(100 * balanced_accuracy_score(np.r_[np.zeros(240), np.ones(80)], pred))
+    assert ours == mia_nn_reference(refs, target, refs_test, target_test, C=2.0, gamma="auto")  # no random draw
 
 
 def test_neighbour_classes_are_top_mean_probability_outside_forget():
