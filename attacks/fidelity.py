@@ -24,13 +24,20 @@ def retrained_distribution(reference_probs: Sequence[Tensor], forget_classes: Se
 def similarity_fidelity(similarity: Tensor, reference_probs: Sequence[Tensor], forget_classes: Sequence[int]) -> float:
     """Spearman rank correlation, over the retained classes, between the similarity and the
     retained-class distribution the references give to D_f (1 = same order)."""
-    retained = [k for k in range(len(similarity)) if k not in set(forget_classes)]
-    target = retrained_distribution(reference_probs, forget_classes)
-    return float(spearmanr(similarity[retained].double().numpy(), target[retained].numpy()).statistic)
+    return rank_agreement(similarity, retrained_distribution(reference_probs, forget_classes), forget_classes)
+
+
+def rank_agreement(a: Tensor, b: Tensor, forget_classes: Sequence[int]) -> float:
+    """Spearman rank correlation of two per-class vectors over the retained classes."""
+    retained = [k for k in range(len(a)) if k not in set(forget_classes)]
+    return float(spearmanr(a[retained].double().numpy(), b[retained].double().numpy()).statistic)
 
 
 class SimilarityFidelity(MetricCallback):
-    """Writes ``similarity_fidelity`` into the row's diagnostics for methods that have a similarity."""
+    """Writes ``similarity_fidelity`` into the row's diagnostics for methods that have a similarity, and,
+    for TRW, the similarity's redundancy (its rank agreement with the renormalised original's mean
+    distribution on D_f: near 1, the tilt only sharpens what p~ already says) and ``tilt_tv`` (how far
+    the tilt moves the target from p~)."""
 
     metrics = ()  # a diagnostic, not a score
 
@@ -43,3 +50,7 @@ class SimilarityFidelity(MetricCallback):
         ctx.diagnostics["similarity_fidelity"] = similarity_fidelity(
             similarity.cpu(), [r.probs("D_f") for r in refs], ctx.forget_classes)
         ctx.diagnostics["class_similarity"] = [round(float(v), 6) for v in similarity.cpu()]
+        base = getattr(module, "forget_base_distribution", None)
+        if base is not None:
+            ctx.diagnostics["similarity_redundancy"] = rank_agreement(similarity.cpu(), base.cpu(), ctx.forget_classes)
+            ctx.diagnostics["tilt_tv"] = float(module.tilt_tv)

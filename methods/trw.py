@@ -116,6 +116,9 @@ class TiltedReweighting(UnlearningMethod):
         super().__init__(model, lr=lr, epochs=epochs, **kwargs)
         self.original = frozen_copy(self.model)  # theta_0: the source of p~ and of the similarity
         self.register_buffer("class_similarity", torch.zeros(self.num_classes))
+        # diagnostics (docs/protocol.md, TRW): p~'s mean over D_f, and how far the tilt moves the target from p~
+        self.register_buffer("forget_base_distribution", torch.zeros(self.num_classes))
+        self.tilt_tv = 0.0
 
     def prepare(self, data: MethodData) -> None:
         """Compute s from theta_0 alone (never from retrained models)."""
@@ -128,6 +131,17 @@ class TiltedReweighting(UnlearningMethod):
         reps = class_representations(self.original, images, labels, self.num_classes, h.representation)
         cosines = forget_cosines(reps, self.forget_classes, h.pca_dim)
         self.class_similarity = class_similarity(cosines, self.forget_classes, h.temperature).float()
+        self._describe_tilt(data.forget_tensors()[0])
+
+    @torch.no_grad()
+    def _describe_tilt(self, forget_images: Tensor) -> None:
+        """Record p~'s mean over D_f and the mean TV between the tilted target and p~: when s ranks the
+        classes as p~ already does, or the tilt is small, TRW is RWFT in all but name."""
+        logits = torch.cat([self.original(forget_images[i:i + 1024]) for i in range(0, len(forget_images), 1024)])
+        base = tilted_target(logits, self.class_similarity, self.forget_classes, 0.0)
+        target = tilted_target(logits, self.class_similarity, self.forget_classes, self.hparams.beta)
+        self.forget_base_distribution = base.mean(dim=0).float()
+        self.tilt_tv = float(0.5 * (target - base).abs().sum(dim=1).mean())
 
     def loss(self, retain, forget):
         x, _ = forget

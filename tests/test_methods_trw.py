@@ -84,6 +84,11 @@ def test_trw_and_rwft_forget_on_digits_and_keep_test_accuracy(name, digits_bank,
     assert after["UA"] >= 90 and after["TA"] >= before["TA"] - 5
     similarity = method.class_similarity
     assert similarity[3] == 0 and float(similarity.sum()) == pytest.approx(1.0, abs=1e-5)
+    # the diagnostics: p~'s mean over D_f is a distribution without the forget class; the tilt moves it
+    # for TRW (by a fraction of its mass) and not at all for RWFT
+    base = method.forget_base_distribution
+    assert base[3] == 0 and float(base.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert (0 < method.tilt_tv < 1) if name == "trw" else method.tilt_tv == 0.0
     # the original model is kept frozen and unchanged as the source of the target
     for a, b in zip(method.original.state_dict().values(), original.state_dict().values()):
         torch.testing.assert_close(a, b)
