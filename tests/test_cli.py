@@ -87,7 +87,7 @@ def test_leaderboard_renders_and_checks(first_run, tmp_path, capsys):
     board = tmp_path / "leaderboard.md"
     assert main(["leaderboard", "--runs", str(root / "digits"), "--output", str(board)]) == 0
     text = board.read_text()
-    assert "## digits" in text and "| oracle | 1 |" in text and "| retrain | 1 |" in text
+    assert "## digits" in text and "| oracle | 1 / 1 |" in text and "| retrain | 1 / 1 |" in text
     assert main(["leaderboard", "--runs", str(root / "digits"), "--output", str(board), "--check"]) == 0
     board.write_text(text + "edited by hand\n")
     assert main(["leaderboard", "--runs", str(root / "digits"), "--output", str(board), "--check"]) == 1

@@ -48,7 +48,7 @@ def test_a_registered_toy_attack_reaches_rows_leaderboard_and_verbose_line(toy_a
     labels = [cell.strip() for cell in header.strip("|").split("|")]
     at = labels.index(TOY.label)
     for line, scores in ((oracle, row["oracle"]), (ft, row["metrics"])):
-        assert line.strip("|").split("|")[at].strip().strip("*").startswith(f"{scores[TOY.key]:.2f} ± 0.00")
+        assert line.strip("|").split("|")[at].strip().strip("*").startswith(f"{scores[TOY.key]:.2f}")  # 1 seed: no CI
 
 
 def test_a_metric_key_is_declared_once_and_every_callback_declares_its_metrics():

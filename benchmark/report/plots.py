@@ -1,12 +1,14 @@
 """The leaderboard's pictures, drawn from result rows alone (no model is loaded or run).
 
-(a) privacy gap against test accuracy per method; (b) where each method sends the forget-class
-samples (mean probability per class over D_f) beside where the oracle sends them, the paper's
-central picture; (c) U-LiRA score distributions of a few methods against the oracle's.
+(a) privacy gap against test accuracy per method, with the leaderboard's intervals as error bars;
+(b) where each method sends the forget-class samples (mean probability per class over D_f) beside
+where the oracle sends them, the paper's central picture; (c) U-LiRA score distributions of a few
+methods against the oracle's.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import partial
@@ -19,7 +21,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmark.report.leaderboard import ORACLE, Metric, aggregate  # noqa: E402
+from benchmark.report.leaderboard import ORACLE, Metric, Summary, aggregate  # noqa: E402
 
 ULIRA_METHODS = ("retrain", "trw", "rwft", "scrub", "rl", "original")  # a spread from private to leaky
 FIGURES = {  # file name -> title
@@ -38,8 +40,18 @@ def _presets(rows: Sequence[dict[str, Any]]) -> list[str]:
     return sorted({r["preset"] for r in _ok(rows)})
 
 
+def error_bar(summary: Summary, key: str) -> list[list[float]] | None:
+    """The interval of a mean as matplotlib's asymmetric error (below, above); None where none was claimed."""
+    low, high = summary.ci[key]
+    if math.isnan(low) or math.isnan(high):
+        return None
+    mean = summary.mean[key]
+    return [[mean - low], [high - mean]]
+
+
 def privacy_vs_accuracy(rows: Sequence[dict[str, Any]], path: Path, metrics: Sequence[Metric]) -> None:
-    """(a) One panel per preset: each method's mean privacy gap (x) against its mean test accuracy (y)."""
+    """(a) One panel per preset: each method's mean privacy gap (x) against its mean test accuracy (y), with
+    their 95% cluster-bootstrap intervals over seeds as error bars (none for a method with one seed)."""
     table = aggregate(_ok(rows), metrics)
     fig, axes = plt.subplots(1, len(table), figsize=(6.5 * len(table), 5), squeeze=False)
     for ax, (preset, summaries) in zip(axes[0], table.items(), strict=True):
@@ -48,12 +60,12 @@ def privacy_vs_accuracy(rows: Sequence[dict[str, Any]], path: Path, metrics: Seq
                 continue
             style = {"color": "black", "marker": "*", "s": 160} if s.method == ORACLE else {"s": 40}
             ax.scatter(s.mean["privacy_gap"], s.mean["TA"], zorder=3, **style)
-            ax.errorbar(s.mean["privacy_gap"], s.mean["TA"], xerr=s.std["privacy_gap"], yerr=s.std["TA"],
+            ax.errorbar(s.mean["privacy_gap"], s.mean["TA"], xerr=error_bar(s, "privacy_gap"), yerr=error_bar(s, "TA"),
                         fmt="none", ecolor="0.7", zorder=2)
             ax.annotate(s.method, (s.mean["privacy_gap"], s.mean["TA"]), textcoords="offset points",
                         xytext=(4, 3), fontsize=8)
-        ax.set(title=f"{preset}: nearer the top left is better", xlabel="privacy gap to the oracle (points)",
-               ylabel="test accuracy (%)")
+        ax.set(title=f"{preset}: nearer the top left is better (bars: 95% CI over seeds)",
+               xlabel="privacy gap (points)", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
     fig.savefig(path, **_SAVE)
     plt.close(fig)
