@@ -1,6 +1,7 @@
 """The ``bench`` command: thin wrappers over the library functions.
 
     bench run [--preset NAME] [--methods all|a,b,c] [--forget-classes 3 8 | 3,5] [--seeds 0 1] [--out DIR]
+    bench rescore DIR [DIR ...] [--out OUT] [--cache CACHE] [--neighbours K] [--nn-feature F] ...
     bench list
     bench leaderboard [--runs DIR ...] [--output leaderboard.md] [--check]
     bench perf [--preset NAME] [--methods all|a,b,c] [--quick] [--json] [--threads N]
@@ -98,8 +99,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         bank = Bank(references=preset.bank.references if args.references is None else args.references,
                     shadows=preset.bank.shadows if args.shadows is None else args.shadows)
         preset = dataclasses.replace(preset, bank=bank)
-    options = AttackOptions(neighbours=args.neighbours, nn_feature=args.nn_feature, mia_signal=args.mia_signal,
-                            per_example_variance=args.per_example_variance)
+    options = attack_options(args)
     methods = resolve_methods(args.methods)
     refuse_repeats("--seeds", args.seeds or [], "seed")
     trainer_kwargs = trainer_arguments(args)
@@ -127,6 +127,18 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                   f"models in {args.cache or 'runs/cache'}; `bench leaderboard --runs {summary.out_dir}` "
                   "renders leaderboard.md")
     return 1 if failed else 0
+
+
+def cmd_rescore(args: argparse.Namespace, console: Console) -> int:
+    from benchmark.engine.rescore import rescore_runs  # imports Lightning: only when rescoring
+
+    for module in args.plugin or []:
+        load_plugin(module)
+    summary = rescore_runs(args.dirs, out=args.out, cache=args.cache, options=attack_options(args),
+                           command=args.command_line, data_root=args.data_root)
+    console.print(f"{len(summary.rows)} rows rescored, {summary.skipped} rows skipped (already in {summary.out_dir}), "
+                  f"{summary.trained_models} models trained -> {Path(summary.out_dir) / RESULTS_FILE}")
+    return 0
 
 
 def row_line(row: dict) -> Text:
@@ -222,6 +234,22 @@ def _short(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def add_attack_arguments(parser: argparse.ArgumentParser) -> None:
+    """The attack settings' flags (``bench run``, ``bench rescore``); :func:`attack_options` reads them."""
+    parser.add_argument("--neighbours", type=int, default=3, help="k, MIA-NN's neighbour classes (default 3)")
+    parser.add_argument("--nn-feature", default="prob", choices=FEATURE_KINDS, help="MIA-NN feature (default prob)")
+    parser.add_argument("--mia-signal", default="confidence", choices=MIA_SIGNALS,
+                        help="MIA-efficacy signal (default confidence)")
+    parser.add_argument("--per-example-variance", action="store_true",
+                        help="U-LiRA: a variance per example instead of one pooled variance")
+
+
+def attack_options(args: argparse.Namespace) -> AttackOptions:
+    """The attack settings of :func:`add_attack_arguments`' flags."""
+    return AttackOptions(neighbours=args.neighbours, nn_feature=args.nn_feature, mia_signal=args.mia_signal,
+                         per_example_variance=args.per_example_variance)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="Class-unlearning benchmark suite.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -239,12 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="import MODULE first so its UnlearningMethod subclasses register (repeatable)")
     run.add_argument("--references", type=int, help="M, reference models retrained on D_r (default: preset's)")
     run.add_argument("--shadows", type=int, help="S, in-shadows trained on D (default: preset's)")
-    run.add_argument("--neighbours", type=int, default=3, help="k, MIA-NN's neighbour classes (default 3)")
-    run.add_argument("--nn-feature", default="prob", choices=FEATURE_KINDS, help="MIA-NN feature (default prob)")
-    run.add_argument("--mia-signal", default="confidence", choices=MIA_SIGNALS,
-                     help="MIA-efficacy signal (default confidence)")
-    run.add_argument("--per-example-variance", action="store_true",
-                     help="U-LiRA: a variance per example instead of one pooled variance")
+    add_attack_arguments(run)
     run.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto, ... (default cpu)")
     run.add_argument("--devices", default="1", help="devices per node: a count, ids '0,1', or auto (default 1)")
     run.add_argument("--strategy", help="Lightning strategy, e.g. ddp for several devices (default: Lightning's)")
@@ -259,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     loudness.add_argument("--verbose", action="store_true",
                           help="a line per finished cell, and Lightning's own messages")
     run.set_defaults(func=cmd_run)
+
+    rescore = sub.add_parser("rescore", help="score finished rows again with other attack settings, from cached "
+                             "outputs only (trains nothing)")
+    rescore.add_argument("dirs", nargs="+", metavar="DIR", help="run directories of `bench run`")
+    rescore.add_argument("--out", help="where the new rows go (default DIR-rescored; required with several DIRs)")
+    rescore.add_argument("--cache", help="the model cache the runs used, only read (default runs/cache)")
+    rescore.add_argument("--data-root", help="dataset directory for downloading presets")
+    rescore.add_argument("--plugin", action="append", metavar="MODULE",
+                         help="import MODULE first, for rows of its methods (repeatable)")
+    add_attack_arguments(rescore)
+    rescore.set_defaults(func=cmd_rescore)
 
     lst = sub.add_parser("list", help="list methods, presets, datasets and models")
     lst.add_argument("--plugin", action="append", metavar="MODULE", help="import MODULE first (repeatable)")

@@ -60,9 +60,33 @@ class ModelBank:
         """The cache key of a bank model, known without training or loading it."""
         return config_hash(self._config(role, index))
 
+    def role_name(self, role: str, index: int) -> str:
+        """What model (role, index) is for the protocol: original, in-shadow, oracle, reference or retrained
+        (the further retrained models of the oracle's own attacks)."""
+        if role == "original":
+            return "original" if index == 0 else "in-shadow"
+        return "oracle" if index == 0 else "reference" if index <= self.preset.bank.references else "retrained"
+
+    def about(self, role: str, index: int) -> dict[str, Any]:
+        """What a bank model is, recorded with its cache entries (the preset and seed of the cell that wrote
+        it; forget classes only where the model depends on them, as in its key)."""
+        about = {"role": self.role_name(role, index), "index": index, "preset": self.preset.name,
+                 "seed": self.dm.seed}
+        if role == "retrained":
+            about["forget_classes"] = list(self.dm.forget_classes)
+        return about
+
+    def members(self) -> list[tuple[str, int]]:
+        """Every (role, index) a cell reads: originals 0..S, then retrained models 0..M+S+1."""
+        m, s = self.preset.bank.references, self.preset.bank.shadows
+        return [("original", i) for i in range(s + 1)] + [("retrained", i) for i in range(m + s + 2)]
+
     def outputs(self, provider: OutputsProvider, role: str, index: int) -> Outputs:
         """A bank model's outputs, from the cache when they exist (the model is then never loaded)."""
-        return provider.of(lambda: self._get(role, index)[0], f"{role}/{index}", cached_key=self.key(role, index))
+        # outputs are on the cell's splits, so they depend on its forget classes even where the model does not
+        about = self.about(role, index) | {"forget_classes": list(self.dm.forget_classes)}
+        return provider.of(lambda: self._get(role, index)[0], f"{role}/{index}", cached_key=self.key(role, index),
+                           about=about)
 
     def member_seed(self, role: str, index: int) -> int:
         """The seed of a bank model's initial weights and batch order."""
@@ -76,15 +100,15 @@ class ModelBank:
 
     def _get(self, role: str, index: int) -> tuple[nn.Module, dict[str, Any]]:
         seed = self.member_seed(role, index)
-        name = {"original": "original" if index == 0 else f"in-shadow {index}",
-                "retrained": "oracle" if index == 0 else f"reference {index}"}[role]
+        name = self.role_name(role, index) + (f" {index}" if index else "")
 
         def train(model: nn.Module) -> dict[str, Any]:
             with self.fit.phase(BANK_TRAINING):
                 return fit_classifier(model, self.member_loader(role, index), self.preset.train, seed=seed,
                                       fit=self.fit, description=f"train {name}")
 
-        model, meta = self.cache.get_or_train(self._config(role, index), seeded_build(self.new_model, seed), train)
+        model, meta = self.cache.get_or_train(self._config(role, index), seeded_build(self.new_model, seed), train,
+                                              about=self.about(role, index))
         return model.eval(), meta
 
     def stackable(self) -> list[list[tuple[str, int]]]:
@@ -132,7 +156,8 @@ class ModelBank:
         # stack_size says so.
         meta = {"train_time_s": seconds / len(models), "epochs": self.preset.train.epochs, "stack_size": len(models)}
         for member, model in zip(members, models, strict=True):
-            self.cache.get_or_train(self._config(*member), lambda model=model: model, lambda _model: dict(meta))
+            self.cache.get_or_train(self._config(*member), lambda model=model: model, lambda _model: dict(meta),
+                                    about=self.about(*member))
         return len(models)
 
     def original(self) -> tuple[nn.Module, dict[str, Any]]:

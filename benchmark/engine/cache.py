@@ -10,6 +10,10 @@ Several processes may share one cache: the ranks of a multi-device run (rank 0 a
 writes; every rank gets its answer, see :mod:`benchmark.core.distributed`) and the shards of a grid (a lock
 file per entry, see :mod:`benchmark.core.locks`: the first shard to need a model trains it, the others wait
 for the entry and load it).
+
+Each record also says what it holds (``about``: role, method, preset, seed, forget classes, index of the
+model whose weights or outputs it is), so a cache folder can be read without the code that wrote it. A
+read-only cache (``bench rescore``) never trains or computes: a missing entry raises :class:`MissingCacheEntry`.
 """
 
 from __future__ import annotations
@@ -25,10 +29,31 @@ from torch import Tensor, nn
 
 from benchmark.core.atomic import torch_load_checked, torch_save_atomic, write_bytes_atomic
 from benchmark.core.distributed import agree, is_writer
+from benchmark.core.errors import BenchError
 from benchmark.core.hashing import config_hash
 from benchmark.core.locks import EntryLock
 
-__all__ = ["ModelCache", "config_hash"]
+__all__ = ["MissingCacheEntry", "ModelCache", "config_hash", "describe"]
+
+# what an entry's ``about`` may say, in the order a message names them
+ABOUT_KEYS = ("role", "method", "index", "preset", "seed", "forget_classes")
+
+
+def describe(about: dict[str, Any] | None) -> str:
+    """``about`` in words: ``unlearned model (method ft, index 0, preset digits, seed 0, forget classes [3])``."""
+    about = about or {}
+    details = ", ".join(f"{k.replace('_', ' ')} {about[k]}" for k in ABOUT_KEYS[1:] if about.get(k) is not None)
+    return f"{about.get('role', 'unnamed')} model" + (f" ({details})" if details else "")
+
+
+class MissingCacheEntry(BenchError):
+    """A read-only cache lacks an entry that would have to be trained or computed."""
+
+
+def _outputs_entry(obj: dict[str, Any]) -> dict[str, Any]:
+    """An outputs entry as ``{"logits": ..., "labels": ...}``; entries written before labels were stored
+    hold the logits alone."""
+    return obj if "logits" in obj else {"logits": obj}
 
 
 class ModelCache:
@@ -36,13 +61,19 @@ class ModelCache:
 
     Args:
         root: the cache folder (shared safely between run directories: keys are content hashes).
+        poll_s: how often a shard waiting for another's entry looks again.
+        read_only: never train, compute or write (nor take locks): a missing entry raises
+            :class:`MissingCacheEntry`.
     """
 
-    def __init__(self, root: str | Path, *, poll_s: float = 2.0) -> None:
+    def __init__(self, root: str | Path, *, poll_s: float = 2.0, read_only: bool = False) -> None:
         self.root = Path(root)
-        self.poll_s = poll_s  # how often a shard waiting for another's entry looks again
-        self.trained: list[str] = []  # keys trained by this process, in order (tests and perf read it)
+        self.poll_s = poll_s
+        self.read_only = read_only
+        # keys this process trained, loaded, computed outputs for, in order (tests, perf and summaries read them)
+        self.trained: list[str] = []
         self.loaded: list[str] = []
+        self.computed: list[str] = []
 
     def _paths(self, key: str, kind: str) -> tuple[Path, Path]:
         folder = self.root / kind / key[:2]
@@ -68,12 +99,19 @@ class ModelCache:
         """:meth:`_read` by rank 0, its answer on every rank (no rank may train what another loads)."""
         return agree(lambda: self._read(key, kind))
 
-    def _claim(self, key: str, kind: str) -> tuple[tuple[Any, dict] | None, EntryLock | None]:
+    def _claim(self, key: str, kind: str,
+               about: dict[str, Any] | None) -> tuple[tuple[Any, dict] | None, EntryLock | None]:
         """The finished entry, or the lock that makes this process the one to build it.
 
         Waits (polling) while another shard holds the entry's lock, then loads what it wrote; if that
-        shard died, its lock goes stale and this one takes over.
+        shard died, its lock goes stale and this one takes over. A read-only cache takes no lock: it
+        raises :class:`MissingCacheEntry` (naming ``about``) for an entry it lacks.
         """
+        if self.read_only:
+            cached = self._agreed_read(key, kind)
+            if cached is None:
+                raise self._missing(key, kind, about)
+            return cached, None
         lock = EntryLock(self.root / "locks" / kind / f"{key}.lock")
         while True:
             cached = self._agreed_read(key, kind)
@@ -87,12 +125,22 @@ class ModelCache:
                 return cached, None
             time.sleep(self.poll_s)
 
-    def _write(self, key: str, kind: str, obj: Any, config: dict, meta: dict) -> None:
+    def _missing(self, key: str, kind: str, about: dict[str, Any] | None) -> MissingCacheEntry:
+        what = "weights" if kind == "models" else "outputs"
+        return MissingCacheEntry(
+            f"the model cache {self.root} has no {what} of the {describe(about)} (entry {key} is missing or "
+            f"damaged), and this command only reads the cache: run `bench run` for this cell with --cache "
+            f"{self.root} first")
+
+    def _write(self, key: str, kind: str, obj: Any, config: dict, meta: dict,
+               about: dict[str, Any] | None = None) -> None:
+        if self.read_only:  # callers raise MissingCacheEntry before they build anything to write
+            raise RuntimeError(f"the model cache {self.root} is read-only: nothing may be written to it")
         if not is_writer():
             return
         blob, meta_path = self._paths(key, kind)
         sha = torch_save_atomic(obj, blob)
-        record = {"key": key, "config": config, "meta": meta, "sha256": sha}
+        record = {"key": key, "config": config, "meta": meta, "about": about or {}, "sha256": sha}
         write_bytes_atomic(meta_path, json.dumps(record, indent=1, default=str).encode())
 
     def has_model(self, key: str) -> bool:
@@ -101,20 +149,22 @@ class ModelCache:
         return self._paths(key, "models")[1].exists()
 
     def get_or_train(self, config: dict[str, Any], build: Callable[[], nn.Module],
-                     train: Callable[[nn.Module], dict[str, Any]]) -> tuple[nn.Module, dict[str, Any]]:
+                     train: Callable[[nn.Module], dict[str, Any]],
+                     about: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
         """The model for ``config``: loaded if cached, else built, trained, stored.
 
         Args:
             config: everything that determines the trained weights.
             build: makes a fresh model (already seeded by the caller's config).
             train: trains the model in place and returns metadata to store (e.g. ``train_time_s``).
+            about: what the model is (role, index, ...), recorded with the entry and named when missing.
 
         Returns:
             The model (on the CPU) and its metadata.
         """
         key = config_hash(config)
         model = build()  # first: a model that cannot be built (a typo) must not leave the entry locked
-        cached, lock = self._claim(key, "models")
+        cached, lock = self._claim(key, "models", about)
         if cached is not None:
             state, record = cached
             model.load_state_dict(state)
@@ -123,33 +173,44 @@ class ModelCache:
         try:
             meta = train(model)
             model.cpu()
-            self._write(key, "models", model.state_dict(), config, meta)
+            self._write(key, "models", model.state_dict(), config, meta, about)
         finally:
             if lock is not None:
                 lock.release()
         self.trained.append(key)
         return model, meta | {"key": key}
 
-    def outputs(self, model_key: str, split_key: str) -> dict[str, Tensor] | None:
-        """Cached outputs (e.g. logits per split) of a cached model, or None."""
+    def outputs(self, model_key: str, split_key: str) -> dict[str, dict[str, Tensor]] | None:
+        """Cached outputs of a model on the splits ``split_key`` names: ``{"logits": {split: Tensor},
+        "labels": {split: Tensor}}`` (no ``labels`` in entries older than them), or None."""
         cached = self._agreed_read(config_hash({"model": model_key, "splits": split_key}), "outputs")
-        return None if cached is None else cached[0]
+        return None if cached is None else _outputs_entry(cached[0])
 
-    def outputs_or_compute(self, model_key: str, split_key: str,
-                           compute: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
+    def outputs_or_compute(self, model_key: str, split_key: str, compute: Callable[[], dict[str, dict[str, Tensor]]],
+                           about: dict[str, Any] | None = None) -> dict[str, dict[str, Tensor]]:
         """Cached outputs, or ``compute()`` them (which may train or unlearn a model) under the entry's
-        lock and store them, so no two shards compute the same entry."""
-        cached, lock = self._claim(config_hash({"model": model_key, "splits": split_key}), "outputs")
+        lock and store them, so no two shards compute the same entry.
+
+        Args:
+            model_key: the model's key (a bank model's, or that of an unlearned model's configuration).
+            split_key: the splits the outputs are on (the DataModule's split hash).
+            compute: the outputs as ``{"logits": {split: Tensor}, "labels": {split: Tensor}}``.
+            about: what the model is, recorded with the entry and named when a read-only cache lacks it.
+        """
+        key = config_hash({"model": model_key, "splits": split_key})
+        cached, lock = self._claim(key, "outputs", about)
         if cached is not None:
-            return cached[0]
+            return _outputs_entry(cached[0])
         try:
             outputs = compute()
-            self.store_outputs(model_key, split_key, outputs)
+            self.store_outputs(model_key, split_key, outputs, about)
         finally:
             if lock is not None:
                 lock.release()
+        self.computed.append(key)
         return outputs
 
-    def store_outputs(self, model_key: str, split_key: str, outputs: dict[str, Tensor]) -> None:
+    def store_outputs(self, model_key: str, split_key: str, outputs: dict[str, dict[str, Tensor]],
+                      about: dict[str, Any] | None = None) -> None:
         config = {"model": model_key, "splits": split_key}
-        self._write(config_hash(config), "outputs", outputs, config, {})
+        self._write(config_hash(config), "outputs", outputs, config, {}, about)

@@ -3,6 +3,11 @@
 A :class:`Cell` holds what every method of one (preset, seed, forget classes) shares: the data, the bank
 of trained models, the outputs provider, the attack settings and the fit settings. :func:`run_cell`
 hands a copy of the original to a method, fits it with the attack callbacks attached and returns its row.
+
+Two keys per cell: the row's configuration hash (:func:`cell_config`, attack settings included: a re-run
+skips a row whose hash is stored) and the training key (:func:`training_config`, without them: what
+determines the unlearned model). Everything unlearned, the cell's model and its in-shadows, is cached under
+the training key, so changing an attack setting re-scores from cached outputs and unlearns nothing again.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import dataclasses
 import functools
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -104,6 +109,23 @@ def cell_config(preset: Preset, method: UnlearningMethod, dm: UnlearningDataModu
             "attacks": dataclasses.asdict(options), "version": benchmark.__version__, "protocol": benchmark.PROTOCOL}
 
 
+def training_config(preset: Preset, method: UnlearningMethod, dm: UnlearningDataModule) -> dict[str, Any]:
+    """What determines the cell's unlearned model (and its in-shadows' unlearned copies): the cell's
+    configuration without what only scores it. The attack settings and the scoring protocol change no
+    weights, nor do the bank's sizes (in-shadow i is keyed by its own bank key), so ``bench rescore`` finds
+    a run's unlearned models after any of them changed."""
+    config = cell_config(preset, method, dm, AttackOptions())
+    for key in ("attacks", "protocol"):
+        del config[key]
+    del config["preset"]["bank"]
+    return config
+
+
+def unlearned_key(training_key: str) -> str:
+    """The cache key of the outputs of the unlearned model of the cell whose training key is ``training_key``."""
+    return config_hash({"unlearned": training_key})
+
+
 @dataclass
 class Cell:
     """What every method of one (preset, seed, forget classes) shares.
@@ -142,18 +164,48 @@ class Cell:
         return instantiate_method(name, copy.deepcopy(start), self.preset, self.dm,
                                   seed=derive_seed(self.dm.seed, "method", name, index))
 
+    def probe(self, name: str) -> UnlearningMethod:
+        """Method ``name`` on a stand-in model: its name and hyperparameters, without loading the original."""
+        return instantiate_method(name, nn.Linear(1, self.dm.num_classes), self.preset, self.dm, seed=0)
+
     def key(self, name: str) -> str:
         """The configuration hash of method ``name``'s row in this cell: a re-run skips a cell whose hash
         is already stored."""
-        method = instantiate_method(name, nn.Linear(1, self.dm.num_classes), self.preset, self.dm, seed=0)
-        return config_hash(cell_config(self.preset, method, self.dm, self.options))
+        return config_hash(cell_config(self.preset, self.probe(name), self.dm, self.options))
 
-    def unlearned_shadow_outputs(self, name: str, cell_key: str,
+    def training_key(self, name: str) -> str:
+        """The hash of what determines method ``name``'s unlearned models in this cell (no attack settings)."""
+        return config_hash(training_config(self.preset, self.probe(name), self.dm))
+
+    def about(self, role: str, name: str, index: int = 0) -> dict[str, Any]:
+        """What an unlearned model of method ``name`` is, recorded with its cached outputs."""
+        return {"role": role, "method": name, "index": index, "preset": self.preset.name, "seed": self.dm.seed,
+                "forget_classes": list(self.dm.forget_classes)}
+
+    def bank_outputs(self) -> list[Outputs]:
+        """Every bank model's outputs on this cell's splits, computed once and cached: the original's and the
+        in-shadows' too, which no attack reads today: an attack that comes to read them can still rescore old runs."""
+        return [self.bank.outputs(self.outputs, role, index) for role, index in self.bank.members()]
+
+    def unlearned_outputs(self, name: str, training_key: str) -> Outputs:
+        """The cached outputs of method ``name``'s unlearned model (index 0), which :func:`run_cell` stores
+        under its training key (``CellContext.method_key``). Runs no model: for ``bench rescore``, whose
+        read-only cache raises :class:`~benchmark.engine.cache.MissingCacheEntry` when they are missing.
+
+        Args:
+            name: the method.
+            training_key: :meth:`training_key` of ``name``.
+        """
+        return self.outputs.of(_no_model(name), f"unlearned {name}", cached_key=unlearned_key(training_key),
+                               about=self.about("unlearned", name))
+
+    def unlearned_shadow_outputs(self, name: str, training_key: str,
                                  indices: Sequence[int] | None = None) -> list[Outputs]:
         """The S in-shadows unlearned with method ``name``, same hyperparameters, own seeds.
 
-        Outputs are cached under (shadow, cell configuration), so a re-run unlearns nothing again.
-        ``indices`` (default 1..S) picks some of them: shards share one cell's shadow fits out.
+        Outputs are cached under (shadow, training key), so neither a re-run nor a changed attack setting
+        unlearns them again. ``indices`` (default 1..S) picks some of them: shards share one cell's
+        shadow fits out.
         """
 
         def unlearn_shadow(index: int) -> nn.Module:
@@ -164,24 +216,74 @@ class Cell:
         with self.fit.phase(SHADOW_UNLEARNING):
             return [self.outputs.of(functools.partial(unlearn_shadow, i), f"{name} shadow {i}",
                                     cached_key=config_hash({"unlearned_shadow": self.bank.key("original", i),
-                                                            "cell": cell_key}))
+                                                            "training": training_key}),
+                                    about=self.about("unlearned-shadow", name, i))
                     for i in (indices if indices is not None else range(1, self.preset.bank.shadows + 1))]
 
-    def context(self, name: str, key: str) -> CellContext:
-        """What the attack callbacks read for method ``name``: every model collection is lazy."""
+    def context(self, name: str, training_key: str) -> CellContext:
+        """What the attack callbacks read for method ``name`` (``training_key``: its :meth:`training_key`):
+        every model collection is lazy, and the unlearned model's outputs are cached under its key."""
         oracle, oracle_meta = self.oracle
         bank, outputs = self.bank, self.outputs
+        method_key = unlearned_key(training_key)
+        outputs.describe(method_key, self.about("unlearned", name))  # the callbacks ask by key alone
         return CellContext(
-            outputs=outputs, oracle=outputs.of(oracle, "oracle", cached_key=oracle_meta["key"]),
+            outputs=outputs, oracle=bank.outputs(outputs, "retrained", 0),
             oracle_meta=oracle_meta, forget_classes=self.dm.forget_classes, seed=self.dm.seed, options=self.options,
             references=lazy(lambda: bank.reference_outputs(outputs)),
             retrain_shadows=lazy(lambda: bank.retrain_shadow_outputs(outputs)),
-            method_shadows=lazy(lambda: self.unlearned_shadow_outputs(name, key)), shared=self.shared,
+            method_shadows=lazy(lambda: self.unlearned_shadow_outputs(name, training_key)), shared=self.shared,
+            method_key=method_key,
         )
+
+
+def _no_model(name: str) -> Callable[[], nn.Module]:
+    """Stands in for an unlearned model that only the cache may provide (reached only with a writable cache)."""
+
+    def refuse() -> nn.Module:
+        raise RuntimeError(f"the outputs of {name}'s unlearned model are not in the cache, and there is no "
+                           "model to compute them from")
+
+    return refuse
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def start_row(cell: Cell, method: UnlearningMethod, key: str) -> dict[str, Any]:
+    """A row's fields before ``method`` is scored in ``cell``: what identifies it and when it started.
+
+    Args:
+        cell: the cell.
+        method: the method (its name and hyperparameters are read, not its model).
+        key: the row's configuration hash.
+    """
+    dm, preset = cell.dm, cell.preset
+    return {
+        "preset": preset.name, "dataset": dm.name, "model": preset.model, "method": method.name,
+        "forget_classes": list(dm.forget_classes), "seed": dm.seed, "status": "ok",
+        "metrics": {}, "oracle": {}, "hparams": method.method_hparams(), "config_hash": key,
+        "split_hash": dm.split_hash, "version": benchmark.__version__, "protocol": benchmark.PROTOCOL,
+        "started": _now(), "finished": "",
+        "bank": {"references": preset.bank.references, "shadows": preset.bank.shadows},
+        "split": dm.manifest()["sizes"], "command": cell.command,
+    }
+
+
+def finish_row(row: dict[str, Any], context: CellContext, started_s: float) -> dict[str, Any]:
+    """Write the scores ``context`` gathered into ``row`` and close it; return it.
+
+    Args:
+        row: a row from :func:`start_row`.
+        context: the scored cell context.
+        started_s: ``time.perf_counter()`` when the cell's work began (its ``diagnostics.cell_s``).
+    """
+    row["metrics"] = finite_metrics(context.method_metrics)
+    row["oracle"] = finite_metrics(context.oracle_metrics)
+    row["diagnostics"] = context.diagnostics | {"cell_s": round(time.perf_counter() - started_s, 3)}
+    row["finished"] = _now()
+    return row
 
 
 def run_cell(cell: Cell, name: str, *, done: set[str] = frozenset()) -> dict[str, Any] | None:
@@ -191,25 +293,16 @@ def run_cell(cell: Cell, name: str, *, done: set[str] = frozenset()) -> dict[str
     key = config_hash(cell_config(cell.preset, method, cell.dm, cell.options))
     if key in done:
         return None
-    dm, preset = cell.dm, cell.preset
-    context = cell.context(name, key)
-    row: dict[str, Any] = {
-        "preset": preset.name, "dataset": dm.name, "model": preset.model, "method": name,
-        "forget_classes": list(dm.forget_classes), "seed": dm.seed, "status": "ok",
-        "metrics": {}, "oracle": {}, "hparams": method.method_hparams(), "config_hash": key,
-        "split_hash": dm.split_hash, "version": benchmark.__version__, "protocol": benchmark.PROTOCOL,
-        "started": _now(), "finished": "",
-        "bank": {"references": preset.bank.references, "shadows": preset.bank.shadows},
-        "split": dm.manifest()["sizes"], "command": cell.command,
-    }
+    context = cell.context(name, config_hash(training_config(cell.preset, method, cell.dm)))
+    row = start_row(cell, method, key)
     start = time.perf_counter()
     try:
         # the bank and the unlearned shadows first, outside the cell's fit: a fit nested in a callback of
         # another would leave the ranks of a multi-device run at different collectives
-        for need in (context.references, context.retrain_shadows, context.method_shadows):
+        for need in (cell.bank_outputs, context.references, context.retrain_shadows, context.method_shadows):
             need()
-        seconds = unlearn(method, dm, callbacks=attack_callbacks(context), fit=cell.fit,
-                          description=f"{name} forget {list(dm.forget_classes)}")
+        seconds = unlearn(method, cell.dm, callbacks=attack_callbacks(context), fit=cell.fit,
+                          description=f"{name} forget {list(cell.dm.forget_classes)}")
         oracle_s = float(context.oracle_meta["train_time_s"])
         context.method_metrics.update(time_s=seconds, time_ratio=seconds / oracle_s if oracle_s > 0 else float("nan"))
         context.oracle_metrics.update(time_s=oracle_s, time_ratio=1.0)
@@ -218,8 +311,4 @@ def run_cell(cell: Cell, name: str, *, done: set[str] = frozenset()) -> dict[str
     except Exception as exc:  # one broken cell must not stop the grid; the row says what happened
         row["status"] = "failed"
         row["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
-    row["metrics"] = finite_metrics(context.method_metrics)
-    row["oracle"] = finite_metrics(context.oracle_metrics)
-    row["diagnostics"] = context.diagnostics | {"cell_s": round(time.perf_counter() - start, 3)}
-    row["finished"] = _now()
-    return row
+    return finish_row(row, context, start)

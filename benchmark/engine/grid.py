@@ -35,11 +35,13 @@ from datamodules.base import check_forget_classes
 
 @dataclass
 class GridSummary:
-    """What a run did: rows written, cells skipped because they were done, models trained."""
+    """What a run did: rows written, cells skipped because they were done, models trained, outputs computed
+    (inference passes and unlearned in-shadows: 0 when the cache had them all)."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0
     trained_models: int = 0
+    computed_outputs: int = 0
     out_dir: Path | None = None
     other_shards: int = 0  # cells of the grid that other shards run
 
@@ -103,12 +105,6 @@ def check_neighbours(options: AttackOptions, num_classes: int, forget_classes: S
                           f"(the classes retained when forgetting {list(forget_classes)})")
 
 
-def bank_members(preset: Preset) -> list[tuple[str, int]]:
-    """Every (role, index) of one group's bank that a cell reads (see :mod:`benchmark.engine.bank`)."""
-    m, s = preset.bank.references, preset.bank.shadows
-    return [("original", i) for i in range(s + 1)] + [("retrained", i) for i in range(m + s + 2)]
-
-
 def fit_share(shard: Shard, start: int, cell: Cell, methods: Sequence[str], *, done: set[str]) -> int:
     """Train this shard's share of one group's bank models and unlearned shadows; return the next position.
 
@@ -120,13 +116,13 @@ def fit_share(shard: Shard, start: int, cell: Cell, methods: Sequence[str], *, d
     whichever shard needs it first (locks).
     """
     fits: list[Callable[[], Any] | None] = [functools.partial(cell.bank.outputs, cell.outputs, role, index)
-                                            for role, index in bank_members(cell.preset)]
+                                            for role, index in cell.bank.members()]
     unfinished = False
     for name in methods:
-        key = cell.key(name)
-        unfinished |= key not in done
-        fits += [functools.partial(cell.unlearned_shadow_outputs, name, key, indices=[index])
-                 if key not in done else None for index in range(1, cell.preset.bank.shadows + 1)]
+        finished = cell.key(name) in done
+        unfinished |= not finished
+        fits += [functools.partial(cell.unlearned_shadow_outputs, name, cell.training_key(name), indices=[index])
+                 if not finished else None for index in range(1, cell.preset.bank.shadows + 1)]
     for position, fit in enumerate(fits, start):
         if unfinished and fit is not None and shard.owns(position):
             fit()
@@ -215,4 +211,5 @@ def _run_grid(preset: Preset, methods: list[str], *, forget_classes, seeds, opti
                     progress.advance(grid)
         progress.update(grid, description=f"[bold]{preset.name}[/]: done")
     summary.trained_models = len(cache.trained)
+    summary.computed_outputs = len(cache.computed)
     return summary
