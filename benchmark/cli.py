@@ -235,19 +235,36 @@ def _short(value) -> str:
 
 
 def add_attack_arguments(parser: argparse.ArgumentParser) -> None:
-    """The attack settings' flags (``bench run``, ``bench rescore``); :func:`attack_options` reads them."""
-    parser.add_argument("--neighbours", type=int, default=3, help="k, MIA-NN's neighbour classes (default 3)")
-    parser.add_argument("--nn-feature", default="prob", choices=FEATURE_KINDS, help="MIA-NN feature (default prob)")
-    parser.add_argument("--mia-signal", default="confidence", choices=MIA_SIGNALS,
-                        help="MIA-efficacy signal (default confidence)")
+    """The attack settings' flags (``bench run``, ``bench rescore``); :func:`attack_options` reads them.
+    Every default is AttackOptions' own (docs/protocol.md says where each comes from)."""
+    d = AttackOptions()
+    parser.add_argument("--neighbours", type=int, default=d.neighbours,
+                        help=f"k, MIA-NN's neighbour classes (default {d.neighbours})")
+    parser.add_argument("--nn-feature", default=d.nn_feature, choices=FEATURE_KINDS,
+                        help=f"MIA-NN feature (default {d.nn_feature})")
+    parser.add_argument("--svc-c", type=float, default=d.svc_c, help=f"C of MIA-NN's RBF SVC (default {d.svc_c:g})")
+    parser.add_argument("--svc-gamma", type=parse_gamma, default=d.svc_gamma,
+                        help=f"gamma of MIA-NN's RBF SVC: scale, auto or a number (default {d.svc_gamma})")
+    parser.add_argument("--mia-signal", default=d.mia_signal, choices=MIA_SIGNALS,
+                        help=f"MIA-efficacy signal (default {d.mia_signal})")
     parser.add_argument("--per-example-variance", action="store_true",
                         help="U-LiRA: a variance per example instead of one pooled variance")
+
+
+def parse_gamma(text: str) -> str | float:
+    """``scale`` and ``auto`` as they are, anything else as a number (AttackOptions checks its range)."""
+    if text in ("scale", "auto"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected scale, auto or a number, got {text!r}") from None
 
 
 def attack_options(args: argparse.Namespace) -> AttackOptions:
     """The attack settings of :func:`add_attack_arguments`' flags."""
     return AttackOptions(neighbours=args.neighbours, nn_feature=args.nn_feature, mia_signal=args.mia_signal,
-                         per_example_variance=args.per_example_variance)
+                         per_example_variance=args.per_example_variance, svc_c=args.svc_c, svc_gamma=args.svc_gamma)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from benchmark.engine.cache import ModelCache
 
 RUN = ["run", "--preset", "digits", "--methods", "ft,rl,trw", "--forget-classes", "3", "--references", "2",
        "--shadows", "2", "--quiet"]
-NEW_OPTIONS = ["--neighbours", "2", "--nn-feature", "logprob"]
+NEW_OPTIONS = ["--neighbours", "2", "--nn-feature", "prob", "--svc-c", "1", "--svc-gamma", "scale"]
 WALL_CLOCK = ("started", "finished", "command")
 TIMINGS = ("time_s", "time_ratio")
 RESCORE_ONLY = ("cell_s", "rescored_from")

@@ -7,7 +7,7 @@ the original model from the null best while keeping the null honest.
 For every cell (tuning seeds, never the leaderboard's) and every setting, reference-mode MIA-NN is
 computed for the original model and for each of the bank's further retrained models (the null: a
 perfect method's score). Per setting and cell: the null mean and sd, and the original's separation
-(original - null mean) / null sd. The rule: among the settings whose null mean, averaged over cells, is
+(original - null mean) / max(null sd, 1 point). The rule: among the settings whose null mean, averaged over cells, is
 within 1 point of 50, the one with the largest mean separation; if none is, the one with the null mean
 closest to 50 (and the write-up says so). Only bank models are used: nothing is unlearned.
 """
@@ -36,6 +36,7 @@ GAMMAS = ("scale", 1.0, 10.0)
 SEEDS = (100, 101)  # tuning seeds: disjoint from the leaderboard's
 FORGET = (1, 3, 8)
 NULL_MEAN_TOLERANCE = 1.0  # points from 50
+SD_FLOOR = 1.0  # points
 
 
 def cell_records(preset_name: str, seed: int, forget: int, cache: ModelCache) -> list[dict]:
@@ -70,7 +71,9 @@ def summarise(records: list[dict]) -> list[dict]:
     for (kind, c, gamma), cells in by_setting.items():
         means = [statistics.fmean(r["null"]) for r in cells]
         sds = [statistics.stdev(r["null"]) for r in cells]
-        separation = [(r["original"] - m) / s for r, m, s in zip(cells, means, sds, strict=True)]
+        # an sd floor of 1 point: a setting whose null never moves (an SVC that predicts one class) is not
+        # infinitely separating, and 1 point is about one T_f sample on digits
+        separation = [(r["original"] - m) / max(s, SD_FLOOR) for r, m, s in zip(cells, means, sds, strict=True)]
         rows.append({"feature": kind, "C": c, "gamma": gamma, "cells": len(cells),
                      "null_mean": statistics.fmean(means), "null_sd": statistics.fmean(sds),
                      "original": statistics.fmean(r["original"] for r in cells),
