@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 UNITS = ("%", "fraction", "AUC", "s", "ratio")
-IDEALS = ("oracle", "low", "high")
+IDEALS = ("oracle", "low", "high", "none")  # none: a description of the cell (a null), not ranked
 GAPS = (None, "avg", "privacy")
 
 
@@ -22,7 +22,8 @@ class MetricInfo:
         key: the name in the row.
         label: the name people read (leaderboard header, ``--verbose`` line).
         unit: ``%``, ``fraction``, ``AUC``, ``s`` or ``ratio``.
-        ideal: ``oracle``, ``low``, ``high`` or a number: what the leaderboard marks as best.
+        ideal: ``oracle``, ``low``, ``high`` or a number: what the leaderboard marks as best; ``none`` for
+            a number that describes the cell rather than the method (a null's mean or sd): never ranked.
         meaning: one line for the README's score table.
         column: a leaderboard column, also in its CSV and JSON exports (the others stay in the rows).
         gap: ``avg`` or ``privacy``: the per-cell gap the score enters, or None.
@@ -47,5 +48,7 @@ class MetricInfo:
         numeric = isinstance(self.ideal, int | float) and not isinstance(self.ideal, bool)
         if not numeric and self.ideal not in IDEALS:
             raise ValueError(f"metric {self.key!r}: ideal {self.ideal!r} is not a number or one of {', '.join(IDEALS)}")
+        if self.column and self.ideal == "none":
+            raise ValueError(f"metric {self.key!r}: a leaderboard column needs an ideal to mark the best by")
         if self.gap not in GAPS:
             raise ValueError(f"metric {self.key!r}: gap {self.gap!r} is not None, 'avg' or 'privacy'")

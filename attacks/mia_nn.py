@@ -20,9 +20,9 @@ from attacks.outputs import Outputs
 
 def _null(key: str, meaning: str) -> tuple[MetricInfo, MetricInfo]:
     label = key.replace("MIA_NN", "MIA-NN").replace("_shadow", " (shadow)")
-    return (MetricInfo(f"{key}_null_mean", f"{label} null", "%", "oracle", f"mean of {meaning} over the null's "
+    return (MetricInfo(f"{key}_null_mean", f"{label} null", "%", "none", f"mean of {meaning} over the null's "
                        "retrained models (the score a perfect method gets; the oracle row reports it)"),
-            MetricInfo(f"{key}_null_sd", f"{label} null sd", "%", "oracle",
+            MetricInfo(f"{key}_null_sd", f"{label} null sd", "%", "none",
                        f"standard deviation of {meaning} over the null's retrained models"))
 
 
@@ -32,7 +32,7 @@ class MIANN(MetricCallback):
     expected score) and the same null standard deviations."""
 
     metrics = (
-        MetricInfo("MIA_NN", "MIA-NN", "%", "oracle",
+        MetricInfo("MIA_NN", "MIA-NN", "%", "oracle",  # in protocol 2 the oracle's MIA-NN is the null mean
                    "the neighbour-class attack: an RBF SVC, trained on every reference's D_f sample (class-weighted), "
                    "tells the model's probabilities of the k = 3 retained classes the references favour for D_f from "
                    "the references'; its balanced accuracy on T_f (best: the null mean, what retrained models score)",

@@ -49,7 +49,7 @@ class ULiRA(MetricCallback):
         MetricInfo("ULiRA_TPR01", "U-LiRA TPR@0.1%", "%", "low", "U-LiRA's true-positive rate at 0.1% false positives"),
         MetricInfo("ULiRA_pair", "U-LiRA (one pair)", "%", 50.0,
                    "protocol 1's U-LiRA: only the scored model against the oracle, Gaussians from the rest"),
-        MetricInfo("ULiRA_null_sd", "U-LiRA null sd", "%", "low",
+        MetricInfo("ULiRA_null_sd", "U-LiRA null sd", "%", "none",
                    f"standard deviation of U-LiRA over {NULL_DRAWS} random splits of the cell's retrained models into "
                    "the two sides (its null; the null mean is 50 by exchangeability)"),
     )

@@ -723,7 +723,8 @@ def _provenance_lines(info: dict[str, Any], command: str) -> list[str]:
 
 
 def _best_text(ideal: str | float) -> str:
-    return {"oracle": "nearest the oracle", "low": "lowest", "high": "highest"}.get(str(ideal), f"nearest {ideal}")
+    words = {"oracle": "nearest the oracle", "low": "lowest", "high": "highest", "none": "not ranked"}
+    return words[ideal] if isinstance(ideal, str) else f"nearest {ideal:g}"
 
 
 def render_metric_table(metrics: Sequence[Metric]) -> str:
