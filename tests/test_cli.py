@@ -107,9 +107,10 @@ def _stable(row: dict) -> dict:
 
 
 def test_fixed_seed_rows_equal_the_recorded_ones(first_run):
-    """The same command gives the same rows (and config hashes, so resume still finds them) as the
-    code did when ``tests/data/digits_cli_rows.json`` was recorded, before the benchmark/ package moved
-    into floors. Recorded with this module's ``first_run`` command; same machine, same numbers."""
+    """The same command gives the same rows (and config hashes, so resume still finds them) as when
+    ``tests/data/digits_cli_rows.json`` was recorded with this module's ``first_run`` command (same
+    machine, same numbers). Recorded first before benchmark/ moved into floors (the move changed no row),
+    then again when protocol 2 changed the attacks' scores and the rows' keys."""
     root, _, _ = first_run
     recorded = json.loads((__import__("pathlib").Path(__file__).parent / "data" / "digits_cli_rows.json").read_text())
     assert [_stable(r) for r in _rows(root)] == recorded
