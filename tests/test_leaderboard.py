@@ -351,23 +351,25 @@ def test_committed_leaderboard_is_reproduced_from_the_committed_rows():
     assert render_json(rows, METRICS) == (root / "leaderboard.json").read_text()
 
 
-# The README's Findings quote these means (one decimal) from the committed rows; this keeps them honest.
+# The README's Findings quote these means and intervals (one decimal) from the committed rows; this keeps them honest.
 README_FINDINGS = [
-    ("digits", "oracle", "MIA_NN", 54.4), ("mnist5k", "oracle", "MIA_NN", 56.5),
-    ("digits", "original", "MIA_NN", 93.0), ("mnist5k", "original", "MIA_NN", 96.0),
-    ("digits", "trw", "MIA_NN", 62.8), ("digits", "rl", "MIA_NN", 88.5),
-    ("mnist5k", "trw", "MIA_NN", 68.4), ("mnist5k", "rl", "MIA_NN", 91.1),
-    ("digits", "scrub", "privacy_gap", 20.9), ("digits", "trw", "privacy_gap", 22.1),
-    ("digits", "rwft", "privacy_gap", 21.8), ("digits", "amun", "MIA_NN", 57.6),
-    ("mnist5k", "scrub", "privacy_gap", 28.1), ("mnist5k", "trw", "privacy_gap", 28.5),
-    ("mnist5k", "neggrad_plus", "privacy_gap", 25.9),
+    ("digits", "oracle", "MIA_NN", 50.9, (50.3, 51.8)), ("digits", "oracle", "ULiRA", 49.9, (46.1, 53.8)),
+    ("digits", "retrain", "privacy_gap", 3.2, (2.6, 3.9)),
+    ("digits", "rl", "MIA_NN", 92.6, (89.7, 95.2)), ("digits", "salun", "MIA_NN", 90.5, (89.5, 91.3)),
+    ("digits", "original", "MIA_NN", 72.5, (70.9, 73.3)), ("digits", "unsir", "ULiRA", 75.4, (74.4, 77.1)),
+    ("digits", "unsir", "privacy_gap", 17.3, (17.1, 17.6)), ("digits", "rwft", "privacy_gap", 18.7, None),
+    ("digits", "bs", "privacy_gap", 19.1, None), ("digits", "trw", "privacy_gap", 19.7, None),
+    ("digits", "scrub", "privacy_gap", 20.6, None),
 ]
 
 
-@pytest.mark.parametrize(("preset", "method", "column", "quoted"), README_FINDINGS)
-def test_figures_quoted_in_the_readme_match_the_committed_rows(preset, method, column, quoted):
+@pytest.mark.parametrize(("preset", "method", "column", "quoted", "interval"), README_FINDINGS)
+def test_figures_quoted_in_the_readme_match_the_committed_rows(preset, method, column, quoted, interval):
     root = Path(__file__).resolve().parents[1]
     rows = read_rows(root / "benchmark" / "results" / preset / "results.jsonl")
     summary = next(s for s in aggregate(rows, METRICS)[preset] if s.method == method)
-    assert round(summary.mean[column], 1) == quoted
-    assert f"{quoted}" in (root / "README.md").read_text()
+    readme = (root / "README.md").read_text()
+    assert round(summary.mean[column], 1) == quoted and f"{quoted}" in readme
+    if interval is not None:
+        assert tuple(round(v, 1) for v in summary.ci[column]) == interval
+        assert f"{quoted} [{interval[0]}, {interval[1]}]" in readme
