@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -106,10 +107,16 @@ class CellContext:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     method_key: str | None = None
     shared: dict[str, Any] = field(default_factory=dict)
+    _token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)  # this context's own memo key
 
     def method_outputs(self, pl_module: L.LightningModule) -> Outputs:
-        """The unlearned model's outputs: computed by the first callback that asks, then shared."""
-        return self.outputs.of(pl_module.model, model_id=f"unlearned:{id(pl_module)}", cached_key=self.method_key)
+        """The unlearned model's outputs: computed by the first callback that asks, then shared.
+
+        The memo key names this context, never the module's ``id()``: the provider outlives the modules of
+        the cell's earlier methods, and a freed module's id can be reused by the next one (which once
+        gave one method's row another method's scores)."""
+        return self.outputs.of(pl_module.model, model_id=f"unlearned:{self.method_key or self._token}",
+                               cached_key=self.method_key)
 
     def once(self, name: str, compute: Callable[[], Any]) -> Any:
         """``compute()`` the first time any method of the cell asks for ``name``; the same value after."""

@@ -78,3 +78,24 @@ def test_paper_claims_on_mnist5k(tmp_path, cache):
     gap = {m: abs(rows[m]["metrics"]["MIA_NN"] - oracle["MIA_NN_null_mean"]) for m in ("rl", "rwft")}
     assert gap["rl"] > gap["rwft"]  # reweighting the original's own distribution leaks less (the paper's claim)
     assert all(r["status"] == "ok" for r in rows.values())
+
+
+def test_each_method_of_a_cell_is_scored_on_its_own_model(digits_dm):
+    """The cell's outputs provider outlives every method's module, and a freed module's ``id()`` can be
+    handed to the next one: the memo key must name the method, or the next method is scored on the
+    previous one's outputs (it happened once: a digits row of svd held neggrad_plus's scores)."""
+    from types import SimpleNamespace
+
+    from attacks import CellContext
+    from benchmark.engine.models import build_model
+
+    provider = OutputsProvider(digits_dm)
+    module = SimpleNamespace(model=None)  # one object, as if the second method got the first one's id
+    seen = []
+    for seed, key in ((1, "method-a"), (2, "method-b")):
+        torch.manual_seed(seed)
+        module.model = build_model("mlp", num_classes=10, in_channels=1, image_size=8)
+        context = CellContext(outputs=provider, oracle=None, oracle_meta={}, method_key=None)
+        seen.append(context.method_outputs(module).logits["D_f"])
+        assert torch.equal(seen[-1], provider.of(module.model, f"check {key}").logits["D_f"])
+    assert not torch.equal(seen[0], seen[1])
