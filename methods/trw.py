@@ -27,6 +27,9 @@ Hyperparameters:
   on mnist5k); T = 1 gave the smallest TV distance to the oracle on both presets. SPEC asks for a "sharp" T; on these
   presets sharper temperatures over-commit to one neighbour and leak more (see the study).
 - lr, epochs: the FT schedule of the preset (defaults lr 0.01, 10 epochs as for FT).
+
+The controls study (benchmark/studies/trw_controls.md) found no (beta, T) that brings TRW closer to the
+references than beta = 0 on digits; beta = 10 stays the default as the paper's value.
 """
 
 from __future__ import annotations
