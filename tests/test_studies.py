@@ -1,0 +1,44 @@
+"""The measured studies' own arithmetic, on hand-made records (the studies themselves train banks)."""
+
+import pytest
+import torch
+
+from benchmark.studies.mia_nn_settings import choose, summarise
+from benchmark.studies.trw_controls import forget_mask
+from benchmark.studies.ulira_null import pair_null
+
+
+def _record(feature, c, original, null, seed=0):
+    return {"preset": "p", "seed": seed, "forget": 1, "feature": feature, "C": c, "gamma": "scale",
+            "original": original, "null": null}
+
+
+def test_the_settings_rule_prefers_an_honest_null_over_a_larger_separation():
+    records = [_record("prob", 1.0, 90.0, [52.0, 54.0, 56.0]),   # separates 18 sds, null mean 54: biased
+               _record("logprob", 1.0, 60.0, [49.0, 50.0, 51.0])]  # separates 10 sds, null mean 50: honest
+    summary = summarise(records)
+    assert {s["feature"]: round(s["separation"], 6) for s in summary} == {"prob": 18.0, "logprob": 10.0}
+    best, honest = choose(summary)
+    assert best["feature"] == "logprob" and honest
+
+
+def test_without_an_honest_setting_the_rule_takes_the_null_closest_to_50():
+    summary = summarise([_record("prob", 1.0, 90.0, [53.0, 54.0, 55.0]), _record("renorm", 1.0, 60.0, [51.0, 52.0])])
+    best, honest = choose(summary)
+    assert best["feature"] == "renorm" and not honest
+
+
+def test_a_null_that_never_moves_is_not_infinitely_separating():
+    (summary,) = summarise([_record("logprob", 10.0, 50.0, [50.0, 50.0, 50.0])])
+    assert summary["separation"] == 0.0 and summary["null_sd"] == 0.0
+
+
+def test_the_one_pair_null_is_centred_on_50_for_exchangeable_models():
+    generator = torch.Generator().manual_seed(0)
+    models = torch.randn(18, 40, generator=generator, dtype=torch.float64) + torch.randn(40, generator=generator)
+    null = pair_null(models, 8, draws=300, seed=1)
+    assert null.mean().item() == pytest.approx(50.0, abs=3 * null.std().item() / 300 ** 0.5)
+
+
+def test_the_trw_study_reads_the_forget_samples_of_v_only():
+    assert forget_mask(torch.tensor([0, 3, 1, 3]), (3,)).tolist() == [False, True, False, True]
