@@ -1,4 +1,4 @@
-"""The classic accuracy metrics UA, FTA, RA and TA (SPEC section 2), as percentages."""
+"""The classic accuracy metrics UA, FTA, RA and TA (docs/protocol.md, section 2), as percentages."""
 
 from __future__ import annotations
 

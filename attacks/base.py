@@ -85,7 +85,7 @@ class CellContext:
         seed: seed of the attacks' own randomness (subsampling, SVC).
         references: outputs of the M reference models (retrained on D_r).
         retrain_shadows: outputs of further retrained models, the "unlearned shadows" of retraining
-            (SPEC 4.6), and of one more retrained model that the oracle's U-LiRA scores.
+            (docs/protocol.md 4.6), and of one more retrained model that the oracle's U-LiRA scores.
         method_shadows: outputs of the S in-shadows unlearned with the method under test.
         options: attack settings.
         method_key: the cache key of the unlearned model's outputs (None: computed, not cached).

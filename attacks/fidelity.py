@@ -1,4 +1,4 @@
-"""TRW's similarity fidelity (SPEC 6.5): how well a method's class similarity ranks the retained
+"""TRW's similarity fidelity (docs/protocol.md 7): how well a method's class similarity ranks the retained
 classes the way retrained models do. A diagnostic, reported with every result of a method that has
 a ``class_similarity`` (TRW, RWFT)."""
 

@@ -1,4 +1,4 @@
-"""The maths of every attack and distance, as pure functions over model outputs (SPEC sections 2-4).
+"""The maths of every attack and distance, as pure functions over model outputs (docs/protocol.md, sections 2-4).
 
 Nothing here runs a model: inputs are logits, probabilities, labels or per-model statistics, so each
 function can be tested against a reference implementation on hand-made data.
@@ -52,7 +52,7 @@ def svc_attack(train_neg: np.ndarray, train_pos: np.ndarray, test_neg: np.ndarra
     return balanced_accuracy(clf.predict(x_test), np.r_[np.zeros(len(test_neg)), np.ones(len(test_pos))])
 
 
-# -- MIA-NN (SPEC section 3) ------------------------------------------------------------------------
+# -- MIA-NN (docs/protocol.md, section 3) ------------------------------------------------------------------------
 
 FEATURE_KINDS = ("prob", "logprob", "renorm")
 
@@ -110,7 +110,7 @@ def mia_nn_shadow(ref_train: Sequence[np.ndarray], shadow_train: Sequence[np.nda
     return svc_attack(np.concatenate(ref_train), np.concatenate(shadow_train), oracle_test, target_test, **svc)
 
 
-# -- U-LiRA (SPEC section 4) ------------------------------------------------------------------------
+# -- U-LiRA (docs/protocol.md, section 4) ------------------------------------------------------------------------
 
 
 def logit_confidence(logits: Tensor, labels: Tensor) -> Tensor:
@@ -243,7 +243,7 @@ def ulira_summary(positive: Tensor, negative: Tensor) -> dict[str, float]:
             "ULiRA_TPR1": 100.0 * float(at_1pct.max()) if len(at_1pct) else 0.0}
 
 
-# -- MIA-efficacy (SPEC section 2, after SalUn) -----------------------------------------------------
+# -- MIA-efficacy (docs/protocol.md, section 2, after SalUn) -----------------------------------------------------
 
 MIA_SIGNALS = ("confidence", "entropy", "modified_entropy")
 
@@ -314,11 +314,11 @@ def mia_efficacy(retain_probs: Tensor, retain_labels: Tensor, test_probs: Tensor
     return 100.0 * float(np.mean(clf.predict(mia_signal(forget_probs, forget_labels, signal)) == 0))
 
 
-# -- TV (SPEC section 2) ----------------------------------------------------------------------------
+# -- TV (docs/protocol.md, section 2) ----------------------------------------------------------------------------
 
 
 def tv_distance(probs: Tensor, oracle_probs: Tensor) -> float:
     """Mean over samples of half the L1 distance between two predictive distributions (0 = identical).
 
-    SPEC reports it on D_f as a fraction in [0, 1]."""
+    The protocol reports it on D_f as a fraction in [0, 1]."""
     return float(0.5 * (probs.double() - oracle_probs.double()).abs().sum(dim=1).mean())

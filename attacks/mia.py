@@ -1,4 +1,4 @@
-"""MIA-efficacy and TV (SPEC section 2) as callbacks over the functional core."""
+"""MIA-efficacy and TV (docs/protocol.md, section 2) as callbacks over the functional core."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The forget/retain splits every benchmark cell is built on (SPEC section 1).
+"""The forget/retain splits every benchmark cell is built on (docs/protocol.md, section 1).
 
 A dataset module only has to say how to load its images as tensors; this base class turns them into
 the protocol's splits:
@@ -350,7 +350,7 @@ def check_uses(uses: Iterable[str]) -> frozenset[str]:
 class MethodData:
     """The part of a DataModule a method declared it uses; anything else raises PermissionError.
 
-    This is how the runner enforces SPEC section 1: a method sees only what it declares. Its shuffled
+    This is how the runner enforces docs/protocol.md, section 1: a method sees only what it declares. Its shuffled
     loaders follow the method run's own ``seed``, so the runs on different in-shadows differ in batch
     order as independent runs would.
     """

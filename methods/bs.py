@@ -13,7 +13,7 @@ relabelling of every batch).
 
 Hyperparameters (presets tune lr and epochs on V):
 
-- ``eps`` (0.1): FGSM step size, the paper's bound (SPEC section 5); in the normalised input space.
+- ``eps`` (0.1): FGSM step size, the paper's bound (the method table in README.md); in the normalised input space.
 - ``lr`` (1e-5), ``epochs`` (10): SGD with momentum 0.9, as in the paper's CIFAR-10 setting and its
   reference code (which uses no weight decay, hence ``weight_decay`` 0 here).
 """

@@ -1,6 +1,6 @@
 """Retrain: train from scratch on the retain data D_r with the original model's recipe.
 
-The gold standard every method is compared to (SPEC section 5). Its row is a retrained model with a
+The gold standard every method is compared to (the method table in README.md). Its row is a retrained model with a
 seed of its own, distinct from the oracle and the references, so its gaps to the oracle measure the
 seed-to-seed noise floor rather than being zero by construction. Hyperparameters default to the
 preset's training recipe (:meth:`recipe_defaults`).

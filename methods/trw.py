@@ -1,4 +1,4 @@
-"""TRW, Tilted ReWeighting, and RWFT, its beta = 0 case (SPEC section 6).
+"""TRW, Tilted ReWeighting, and RWFT, its beta = 0 case (docs/protocol.md, section 7).
 
 Ebrahimpour-Boroojeny, Wang, Sundaram, "On the Necessity of Output Distribution Reweighting for
 Effective Class Unlearning" (arXiv 2506.20893; ICML 2026 as "Unlearning Isn't Forgetting", where TRW
@@ -24,7 +24,7 @@ Hyperparameters:
   the study in benchmark/studies/trw_similarity.md (``python -m benchmark.studies.trw_similarity``).
   Over 38 cells (digits and mnist5k, several forget classes and seeds), class-mean logits without PCA
   are the simplest choice within one standard error of the best fidelity (Spearman 0.73 on digits, 0.84
-  on mnist5k); T = 1 gave the smallest TV distance to the oracle on both presets. SPEC asks for a "sharp" T; on these
+  on mnist5k); T = 1 gave the smallest TV distance to the oracle on both presets. The paper asks for a "sharp" T; on these
   presets sharper temperatures over-commit to one neighbour and leak more (see the study).
 - lr, epochs: the FT schedule of the preset (defaults lr 0.01, 10 epochs as for FT).
 

@@ -79,7 +79,7 @@ def test_list_shows_methods_and_presets(capsys):
     assert "original, retrain, ft, ga" in out and "digits (default)" in out and "mnist5k" in out
     from methods.base import BUILTIN_ORDER
 
-    assert all(name in out for name in BUILTIN_ORDER)  # every SPEC method key is listed
+    assert all(name in out for name in BUILTIN_ORDER)  # every protocol method key is listed
 
 
 def test_leaderboard_renders_and_checks(first_run, tmp_path, capsys):

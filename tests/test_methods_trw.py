@@ -1,4 +1,4 @@
-"""TRW and RWFT (SPEC section 6): the tilted target, the similarity, and forgetting on real data."""
+"""TRW and RWFT (docs/protocol.md, section 7): the tilted target, the similarity, and forgetting on real data."""
 
 import copy
 import math

@@ -18,7 +18,7 @@ SCHEDULERS = ("constant", "cosine")
 class TrainRecipe:
     """How the original model, the oracle, the references and the shadows are trained.
 
-    The paper-scale recipe (SPEC section 7) is SGD lr 0.1, momentum 0.9, weight decay 5e-4,
+    The paper-scale recipe (README.md, Presets) is SGD lr 0.1, momentum 0.9, weight decay 5e-4,
     batch 128, 200 epochs; the offline presets use shorter ones that reach 95%+ test accuracy.
     """
 

@@ -5,7 +5,7 @@ and cached under a hash of everything that determines it.
 Seeds: every model gets its own seed derived from (cell seed, role, index); the original is
 ``original/0``, in-shadows ``original/1..S``; the oracle is ``retrained/0``, references
 ``retrained/1..M``, so the oracle is never a reference; ``retrained/M+1..M+S+1`` serve the oracle's
-own U-LiRA (retraining seen as a method, SPEC 4.6).
+own U-LiRA (retraining seen as a method, docs/protocol.md 4.6).
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ class ModelBank:
         return [self.outputs(provider, "retrained", i) for i in range(1, self.preset.bank.references + 1)]
 
     def retrain_shadow_outputs(self, provider: OutputsProvider) -> tuple[list[Outputs], Outputs]:
-        """Retraining seen as an unlearning method (SPEC 4.6): S further retrained models as its
+        """Retraining seen as an unlearning method (docs/protocol.md 4.6): S further retrained models as its
         "unlearned shadows" and one more as the model its U-LiRA scores; none is the oracle or a reference."""
         first = self.preset.bank.references + 1
         shadows = [self.outputs(provider, "retrained", i) for i in range(first, first + self.preset.bank.shadows)]

@@ -1,7 +1,7 @@
 """Classifier architectures, looked up by name.
 
 Offline presets use small models trained in seconds on a CPU (``small_cnn``, ``mlp``); paper-scale
-presets use ResNet-18 with the CIFAR stem and VGG-19 (batch-norm) from timm, as in SPEC section 7.
+presets use ResNet-18 with the CIFAR stem and VGG-19 (batch-norm) from timm, as in README.md, Presets.
 
 Every model exposes ``features(x)`` (penultimate features) and ``head`` (the last linear layer) so that
 methods needing either (TRW's class representations, Boundary Expanding's extra neuron) work on any of

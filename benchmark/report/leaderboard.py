@@ -84,7 +84,7 @@ class GapColumn:
     reference: None = None
 
 
-# SPEC section 2; which metrics enter each gap is their own declaration (``gap``)
+# docs/protocol.md, section 2; which metrics enter each gap is their own declaration (``gap``)
 GAP_COLUMNS = (GapColumn("avg_gap", "Avg gap", "avg"), GapColumn("privacy_gap", "Privacy gap", "privacy"))
 AVG_GAP, PRIVACY_GAP = GAP_COLUMNS
 

@@ -1,4 +1,4 @@
-"""The TRW similarity study (SPEC 6.5): which class representation and PCA dimension rank the retained
+"""The TRW similarity study (docs/protocol.md 7): which class representation and PCA dimension rank the retained
 classes the way retrained models do, and which temperature gives the smallest gap to the oracle.
 
     python -m benchmark.studies.trw_similarity [--quick]
