@@ -24,8 +24,8 @@ Hyperparameters:
   the study in benchmark/studies/trw_similarity.md (``python -m benchmark.studies.trw_similarity``).
   Over 38 cells (digits and mnist5k, several forget classes and seeds), class-mean logits without PCA
   are the simplest choice within one standard error of the best fidelity (Spearman 0.73 on digits, 0.84
-  on mnist5k); T = 1 gave the smallest TV distance to the oracle on both presets. The paper asks for a "sharp" T; on these
-  presets sharper temperatures over-commit to one neighbour and leak more (see the study).
+  on mnist5k); T = 1 gave the smallest TV distance to the oracle on both presets. The paper asks for a
+  "sharp" T; on these presets sharper temperatures over-commit to one neighbour and leak more (see the study).
 - lr, epochs: the FT schedule of the preset (defaults lr 0.01, 10 epochs as for FT).
 
 The controls study (benchmark/studies/trw_controls.md) found no (beta, T) that brings TRW closer to the
