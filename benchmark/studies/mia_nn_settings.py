@@ -14,27 +14,20 @@ closest to 50 (and the write-up says so). Only bank models are used: nothing is 
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import statistics
 from dataclasses import replace
-from pathlib import Path
-
-import torch
 
 from attacks.functional import FEATURE_KINDS, mia_nn_reference, neighbour_classes, neighbour_features
-from benchmark.core.quiet import quiet_lightning
 from benchmark.engine.bank import ModelBank
 from benchmark.engine.cache import ModelCache
 from benchmark.engine.cell import build_datamodule
 from benchmark.engine.outputs import OutputsProvider
 from benchmark.engine.preset import Bank, load_preset
+from benchmark.studies.cell_study import run_cell_study
 
 C_VALUES = (0.1, 1.0, 10.0)
 GAMMAS = ("scale", 1.0, 10.0)
-SEEDS = (100, 101)  # tuning seeds: disjoint from the leaderboard's
-FORGET = (1, 3, 8)
 NULL_MEAN_TOLERANCE = 1.0  # points from 50
 SD_FLOOR = 1.0  # points
 
@@ -107,25 +100,7 @@ def print_tables(records: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["digits"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-    parser.add_argument("--forget", nargs="+", type=int, default=list(FORGET))
-    parser.add_argument("--cache", default="runs/cache")
-    parser.add_argument("--records", help="also write the raw scores to this JSON file")
-    parser.add_argument("--from-records", nargs="+", help="render the tables of these records; compute nothing")
-    args = parser.parse_args()
-    if args.from_records:
-        print_tables([r for f in args.from_records for r in json.loads(Path(f).read_text())])
-        return
-    torch.set_num_threads(2)
-    cache = ModelCache(args.cache)
-    with quiet_lightning():
-        records = [r for name in args.presets for seed in args.seeds for forget in args.forget
-                   for r in cell_records(name, seed, forget, cache)]
-    if args.records:
-        Path(args.records).write_text(json.dumps(records, indent=1))
-    print_tables(records)
+    run_cell_study(__doc__.splitlines()[0], cell_records, print_tables)
 
 
 if __name__ == "__main__":

@@ -14,25 +14,22 @@ much the similarity ranks classes as the renormalised original already does).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import itertools
-import json
 import statistics
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
 from attacks.fidelity import rank_agreement
 from attacks.functional import tv_distance
-from benchmark.core.quiet import quiet_lightning
 from benchmark.engine.bank import ModelBank
 from benchmark.engine.cache import ModelCache
 from benchmark.engine.cell import build_datamodule, instantiate_method, unlearn
 from benchmark.engine.outputs import OutputsProvider
 from benchmark.engine.preset import Bank, load_preset
 from benchmark.report.stats import sign_flip_p
+from benchmark.studies.cell_study import run_cell_study
 
 BETAS = (3.0, 10.0, 30.0)
 TEMPERATURES = (0.3, 1.0, 3.0)
@@ -86,25 +83,7 @@ def print_tables(records: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["digits"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[100, 101])
-    parser.add_argument("--forget", nargs="+", type=int, default=[1, 3, 8])
-    parser.add_argument("--cache", default="runs/cache")
-    parser.add_argument("--records", help="also write the raw scores to this JSON file")
-    parser.add_argument("--from-records", nargs="+", help="render the tables of these records; compute nothing")
-    args = parser.parse_args()
-    if args.from_records:
-        print_tables([r for f in args.from_records for r in json.loads(Path(f).read_text())])
-        return
-    torch.set_num_threads(2)
-    cache = ModelCache(args.cache)
-    with quiet_lightning():
-        records = [r for name in args.presets for seed in args.seeds for forget in args.forget
-                   for r in cell_records(name, seed, forget, cache)]
-    if args.records:
-        Path(args.records).write_text(json.dumps(records, indent=1))
-    print_tables(records)
+    run_cell_study(__doc__.splitlines()[0], cell_records, print_tables)
 
 
 if __name__ == "__main__":
