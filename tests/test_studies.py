@@ -42,3 +42,28 @@ def test_the_one_pair_null_is_centred_on_50_for_exchangeable_models():
 
 def test_the_trw_study_reads_the_forget_samples_of_v_only():
     assert forget_mask(torch.tensor([0, 3, 1, 3]), (3,)).tolist() == [False, True, False, True]
+
+
+def test_the_readmes_derived_findings_are_what_the_findings_command_prints():
+    """Every number the README's Findings add to leaderboard.md comes from `python -m benchmark.studies.findings`."""
+    from pathlib import Path
+
+    from benchmark.report.stats import paired_difference
+    from benchmark.report.store import read_rows
+    from benchmark.studies.findings import ROWS, findings, per_cell
+
+    root = Path(__file__).resolve().parents[1]
+    readme = " ".join((root / "README.md").read_text().split())
+    rows = read_rows(root / ROWS)
+    trw = paired_difference(per_cell(rows, "trw", "privacy_gap"), per_cell(rows, "rwft", "privacy_gap"))
+    assert f"+{trw.mean:.2f} [{trw.ci_low:.2f}, {trw.ci_high:.2f}] points of privacy gap (p = {trw.p:.2f})" in readme
+    ta = paired_difference(per_cell(rows, "unsir", "TA"), per_cell(rows, "rwft", "TA"))
+    assert f"{-ta.mean:.1f} points [{-ta.ci_high:.1f}, {-ta.ci_low:.1f}] below `rwft` (p < 0.001)" in readme
+    assert ta.p < 0.001 and ta.ci_high < 0 < trw.ci_high and trw.ci_low < 0  # the claims' directions
+    lines = findings(rows)
+    mia_sd, ulira_sd = (float(x.split()[-1]) for x in lines[2].split(": ")[1].split(", "))
+    assert f"null sd is about {mia_sd} points for MIA-NN and {ulira_sd} for U-LiRA" in readme
+    tilt = lines[3].split()
+    assert f"by {100 * float(tilt[3]):.1f}% of its mass" in readme
+    assert f"{tilt[5].rstrip(',')} to {tilt[7][:-2]}" in readme  # min to max
+    assert f"Spearman {tilt[-1]} on average" in readme

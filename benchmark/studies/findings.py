@@ -1,0 +1,62 @@
+"""The README's derived findings, computed from committed rows: the paired comparisons it quotes beyond the
+leaderboard's "vs best" table, the mean null spreads and TRW's diagnostics.
+
+    python -m benchmark.studies.findings [--rows benchmark/results/digits/results.jsonl]
+
+Nothing is trained or scored: the numbers are read from the rows (``tests/test_studies.py`` checks that
+the README quotes what this prints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Callable
+
+from benchmark.engine.callbacks import declared_metrics
+from benchmark.report.leaderboard import cell_gaps
+from benchmark.report.stats import paired_difference
+from benchmark.report.store import read_rows
+
+ROWS = "benchmark/results/digits/results.jsonl"
+PAIRS = (("trw", "rwft", "privacy_gap"), ("unsir", "rwft", "TA"))  # the README's claims beyond "vs best"
+
+
+def per_cell(rows: list[dict], method: str, key: str) -> dict[tuple, float]:
+    """One value per (seed, forget classes) of ``method``: a score or a gap."""
+    metrics = declared_metrics()
+
+    def value(row: dict) -> float:
+        gaps = cell_gaps(row["metrics"], row["oracle"], metrics, protocol=row.get("protocol", 1))
+        return gaps[key] if key in gaps else row["metrics"][key]
+
+    return {(r["seed"], tuple(r["forget_classes"])): value(r) for r in rows
+            if r["method"] == method and r["status"] == "ok"}
+
+
+def findings(rows: list[dict]) -> list[str]:
+    """The lines the README's Findings quote, each computed here."""
+    lines = []
+    for a, b, key in PAIRS:
+        d = paired_difference(per_cell(rows, a, key), per_cell(rows, b, key))
+        lines.append(f"{a} - {b}, {key}: {d.mean:+.2f} [{d.ci_low:.2f}, {d.ci_high:.2f}] over {d.cells} cells / "
+                     f"{d.seeds} seeds, sign-flip p = {d.p:.3g}")
+    oracle = {(r["seed"], tuple(r["forget_classes"])): r["oracle"] for r in rows if r["status"] == "ok"}.values()
+    mean: Callable[[str], float] = lambda k: statistics.fmean(o[k] for o in oracle)  # noqa: E731
+    lines.append(f"mean null sd per cell: MIA-NN {mean('MIA_NN_null_sd'):.1f}, U-LiRA {mean('ULiRA_null_sd'):.1f}")
+    trw = [r["diagnostics"] for r in rows if r["method"] == "trw" and r["status"] == "ok"]
+    tilt = [d["tilt_tv"] for d in trw]
+    lines.append(f"trw tilt_tv: mean {statistics.fmean(tilt):.3f} (min {min(tilt):.3f}, max {max(tilt):.3f}); "
+                 f"similarity_redundancy: mean {statistics.fmean(d['similarity_redundancy'] for d in trw):.2f}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default=ROWS)
+    for line in findings(read_rows(parser.parse_args().rows)):
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
