@@ -67,3 +67,4 @@ def test_the_readmes_derived_findings_are_what_the_findings_command_prints():
     assert f"by {100 * float(tilt[3]):.1f}% of its mass" in readme
     assert f"{tilt[5].rstrip(',')} to {tilt[7][:-2]}" in readme  # min to max
     assert f"Spearman {tilt[-1]} on average" in readme
+    assert f"({lines[4].split()[2]} minutes of cell time" in readme

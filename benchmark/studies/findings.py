@@ -48,6 +48,7 @@ def findings(rows: list[dict]) -> list[str]:
     tilt = [d["tilt_tv"] for d in trw]
     lines.append(f"trw tilt_tv: mean {statistics.fmean(tilt):.3f} (min {min(tilt):.3f}, max {max(tilt):.3f}); "
                  f"similarity_redundancy: mean {statistics.fmean(d['similarity_redundancy'] for d in trw):.2f}")
+    lines.append(f"cell time: {sum(r['diagnostics']['cell_s'] for r in rows) / 60:.0f} minutes over {len(rows)} rows")
     return lines
 
 
