@@ -4,7 +4,8 @@ A method is a LightningModule that starts from a copy of the original model. The
 what methods share: the optimiser and schedule, the retain/forget batches, the divergence check,
 timing and logging. Most methods override :meth:`UnlearningMethod.loss` only; methods with one-off
 work (masks, teachers, relabelled data) also override :meth:`prepare` or :meth:`unlearning_data`;
-methods with phases override ``training_step``.
+methods with phases override ``training_step``. A method whose ``training_step`` reads the optimisers sets
+``groupable = False``.
 
 Defining a subclass with a ``name`` registers it::
 
@@ -61,6 +62,10 @@ class UnlearningMethod(L.LightningModule):
 
     name: ClassVar[str]
     uses: ClassVar[frozenset[str]] = frozenset({"retain", "forget"})
+    # Whether U-LiRA may unlearn this method's in-shadows as one exact group (benchmark/engine/grouped.py says
+    # what the group relays and what it refuses on its own); False for a method whose step reads
+    # ``self.optimizers()`` or the Trainer's optimisers, which a group shares between its members.
+    groupable: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -50,6 +50,7 @@ from methods.distillation import PhaseLoader, class_balanced_subset
 class UNSIR(UnlearningMethod):
     name = "unsir"
     uses = frozenset({"retain"})
+    groupable = False  # each phase resets the Trainer's optimiser, which a group of in-shadows would share
 
     def __init__(self, model, *, noise_size: int = 256, noise_steps: int = 40, noise_lr: float = 0.1,
                  noise_reg: float = 0.1, noise_copies: int = 20, retain_per_class: int = 1000,

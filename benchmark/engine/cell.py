@@ -33,6 +33,7 @@ from benchmark.core.hashing import config_hash, derive_seed
 from benchmark.engine.bank import ModelBank
 from benchmark.engine.callbacks import attack_callbacks
 from benchmark.engine.fitting import DEFAULT_FIT, FitSettings
+from benchmark.engine.grouped import fit_group, group_refusal, loaders_refusal
 from benchmark.engine.outputs import OutputsProvider
 from benchmark.engine.phases import SHADOW_UNLEARNING, UNLEARNING
 from benchmark.engine.preset import Preset
@@ -71,22 +72,50 @@ def check_methods(names: Sequence[str], preset: Preset, dm: UnlearningDataModule
         instantiate_method(name, nn.Linear(1, dm.num_classes), preset, dm, seed=0)
 
 
+def prepare(method: UnlearningMethod, dm: UnlearningDataModule) -> tuple[Any, float]:
+    """Seed ``method``'s randomness and run its ``prepare`` on the data it declared; return its training batches
+    and the seconds ``prepare`` took.
+
+    Training-free methods (zero epochs) get V's unshuffled loader: they still go through ``fit``, so the
+    callbacks fire for them too.
+    """
+    data = MethodData(dm, method.uses, seed=method.hparams.seed)
+    L.seed_everything(method.hparams.seed, workers=True, verbose=False)
+    start = time.perf_counter()
+    method.prepare(data)
+    prepare_s = time.perf_counter() - start
+    loader = method.unlearning_data(data) if method.hparams.epochs > 0 else dm.loader("V", shuffle=False)
+    return loader, prepare_s
+
+
 def unlearn(method: UnlearningMethod, dm: UnlearningDataModule, *, callbacks=(), fit: FitSettings = DEFAULT_FIT,
             description: str = "unlearn") -> float:
-    """Run ``method``: ``prepare`` on the data it declared, then ``Trainer.fit``; return the seconds spent.
-
-    Training-free methods (zero epochs) still go through ``fit``, so the callbacks fire for them too.
-    """
+    """Run ``method``: :func:`prepare`, then ``Trainer.fit``; return the seconds spent."""
     with fit.phase(UNLEARNING):
-        data = MethodData(dm, method.uses, seed=method.hparams.seed)
-        L.seed_everything(method.hparams.seed, workers=True, verbose=False)
-        start = time.perf_counter()
-        method.prepare(data)
-        prepare_s = time.perf_counter() - start
-        epochs = method.hparams.epochs
-        loader = method.unlearning_data(data) if epochs > 0 else dm.loader("V", shuffle=False)
-        fit.trainer(epochs, callbacks=list(callbacks), description=description).fit(method, train_dataloaders=loader)
+        loader, prepare_s = prepare(method, dm)
+        fit.trainer(method.hparams.epochs, callbacks=list(callbacks), description=description).fit(
+            method, train_dataloaders=loader)
     return prepare_s + method.train_time_s
+
+
+def unlearn_together(methods: Sequence[UnlearningMethod], dm: UnlearningDataModule, *, fit: FitSettings,
+                     labels: Sequence[str], description: str) -> tuple[bool, str]:
+    """Unlearn fresh copies of one method as one group (:mod:`benchmark.engine.grouped`); return whether they
+    were, and how (or why not: then nothing was trained and the caller fits them alone).
+
+    Training-free members are prepared only: a zero-epoch fit runs no step.
+    """
+    refusal = group_refusal(methods[0], augment=dm.augment, fit=fit)
+    if refusal:
+        return False, f"separate: {refusal}"
+    loaders = [prepare(method, dm)[0] for method in methods]
+    if methods[0].hparams.epochs == 0:
+        return True, "training-free: prepared only"
+    refusal = loaders_refusal(loaders)
+    if refusal:
+        return False, f"separate: {refusal}"
+    fit_group(methods, loaders, fit=fit, labels=labels, description=description)
+    return True, "grouped"
 
 
 def preset_settings(preset: Preset) -> dict[str, Any]:
@@ -148,6 +177,7 @@ class Cell:
     fit: FitSettings = DEFAULT_FIT
     command: str = ""
     shared: dict[str, Any] = field(default_factory=dict)  # what every method's callbacks share (the nulls)
+    shadow_fits: dict[str, str] = field(default_factory=dict)  # method -> how its in-shadows were unlearned
 
     @functools.cached_property
     def original(self) -> nn.Module:
@@ -205,8 +235,12 @@ class Cell:
 
         Outputs are cached under (shadow, training key), so neither a re-run nor a changed attack setting
         unlearns them again. ``indices`` (default 1..S) picks some of them: shards share one cell's
-        shadow fits out.
+        shadow fits out. The missing ones are unlearned as one group where that is exact
+        (:func:`unlearn_together`), else one by one; ``shadow_fits`` records which, and why.
         """
+        indices = list(indices) if indices is not None else list(range(1, self.preset.bank.shadows + 1))
+        keys = {i: config_hash({"unlearned_shadow": self.bank.key("original", i), "training": training_key})
+                for i in indices}
 
         def unlearn_shadow(index: int) -> nn.Module:
             method = self.method(name, self.bank.shadow(index)[0], index)
@@ -214,11 +248,28 @@ class Cell:
             return method.model
 
         with self.fit.phase(SHADOW_UNLEARNING):
-            return [self.outputs.of(functools.partial(unlearn_shadow, i), f"{name} shadow {i}",
-                                    cached_key=config_hash({"unlearned_shadow": self.bank.key("original", i),
-                                                            "training": training_key}),
+            grouped = self._unlearn_shadow_group(name, [i for i in indices if not self._has_outputs(keys[i])])
+            return [self.outputs.of(grouped[i] if i in grouped else functools.partial(unlearn_shadow, i),
+                                    f"{name} shadow {i}", cached_key=keys[i],
                                     about=self.about("unlearned-shadow", name, i))
-                    for i in (indices if indices is not None else range(1, self.preset.bank.shadows + 1))]
+                    for i in indices]
+
+    def _has_outputs(self, key: str) -> bool:
+        cache = self.outputs.cache
+        return cache is not None and cache.outputs(key, self.dm.split_hash) is not None
+
+    def _unlearn_shadow_group(self, name: str, indices: Sequence[int]) -> dict[int, nn.Module]:
+        """In-shadows ``indices`` unlearned with ``name`` as one group: {index: model}, or {} (then each is
+        unlearned alone); how, and why, goes to ``shadow_fits`` and from there into the row's diagnostics."""
+        if len(indices) < 2:
+            if indices:
+                self.shadow_fits[name] = "separate: one in-shadow to unlearn"
+            return {}
+        methods = [self.method(name, self.bank.shadow(i)[0], i) for i in indices]
+        done, self.shadow_fits[name] = unlearn_together(
+            methods, self.dm, fit=self.fit, labels=[f"in-shadow {i}" for i in indices],
+            description=f"{name} on {len(indices)} in-shadows")
+        return {i: m.model for i, m in zip(indices, methods, strict=True)} if done else {}
 
     def context(self, name: str, training_key: str) -> CellContext:
         """What the attack callbacks read for method ``name`` (``training_key``: its :meth:`training_key`):
@@ -311,4 +362,6 @@ def run_cell(cell: Cell, name: str, *, done: set[str] = frozenset()) -> dict[str
     except Exception as exc:  # one broken cell must not stop the grid; the row says what happened
         row["status"] = "failed"
         row["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
+    if name in cell.shadow_fits:  # only where this run unlearned them (a re-run reads them from the cache)
+        context.diagnostics["shadow_fits"] = cell.shadow_fits[name]
     return finish_row(row, context, start)
