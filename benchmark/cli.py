@@ -4,7 +4,7 @@
     bench rescore DIR [DIR ...] [--out OUT] [--cache CACHE] [--neighbours K] [--nn-feature F] ...
     bench list
     bench leaderboard [--runs DIR ...] [--output leaderboard.md] [--check]
-    bench perf [--preset NAME] [--methods all|a,b,c] [--quick] [--json] [--threads N]
+    bench perf [--preset NAME] [--methods all|a,b,c] [--quick] [--json] [--threads N] [--only a,b,...]
 """
 
 from __future__ import annotations
@@ -224,10 +224,22 @@ def cmd_perf(args: argparse.Namespace, console: Console) -> int:
     def report(name: str, values: dict) -> None:
         console.print(f"[bold]{name}[/] " + ", ".join(f"{k}={_short(v)}" for k, v in values.items()))
 
-    figures = run_perf(args.preset, methods=args.methods, quick=args.quick, report=report)
+    figures = run_perf(args.preset, methods=args.methods, quick=args.quick, report=report,
+                       **({"only": args.only} if args.only else {}))
     if args.json:
         print(json.dumps(figures), flush=True)  # the last line: one object with a key per figure
     return 0
+
+
+def _figure_list(text: str) -> tuple[str, ...]:
+    from benchmark.studies.perf import FIGURE_NAMES  # imports torch: only when --only is given
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in FIGURE_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown figure {', '.join(unknown) or '(none)'}; "
+                                         f"known: {', '.join(FIGURE_NAMES)}")
+    return names
 
 
 def _short(value) -> str:
@@ -331,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--quick", action="store_true", help="a small plan (few models and epochs) for smoke tests")
     perf.add_argument("--json", action="store_true", help="also print one JSON object with every figure, last")
     perf.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    perf.add_argument("--only", type=_figure_list, metavar="a,b,...",
+                      help="measure only these figures (default: all; g, the whole grids, takes an hour and more)")
     perf.set_defaults(func=cmd_perf)
     return parser
 

@@ -1,4 +1,4 @@
-"""`bench perf --quick --json` measures and prints every figure of issue 7 (README: Performance)."""
+"""`bench perf --quick --json` measures and prints every figure of issues 7 and 14 (README: Performance)."""
 
 import json
 
@@ -12,6 +12,9 @@ FIGURES = {
     "d": ["d_total_s", "d_bank_training_s", "d_unlearning_s", "d_shadow_unlearning_s", "d_attacks_and_rest_s",
           "d_peak_rss_mb"],
     "e": ["e_bank_size_s", "e_dataset_size_s"],
+    "f": ["f_shadow_unlearning_s", "f_unlearning_s", "f_ratio", "f_fits_ratio"],
+    "g": ["g_digits"],
+    "h": ["h_suite_s", "h_bare_s", "h_ratio", "h_max_weight_diff"],
 }
 
 
@@ -28,3 +31,12 @@ def test_quick_perf_prints_every_figure_and_one_inference_pass(capsys):
     assert figures["b_stacked"] and figures["b_max_weight_diff"] == 0.0  # the group trained the very same models
     assert set(figures["e_bank_size_s"]) == {"2", "4"} and len(figures["e_dataset_size_s"]) == 2
     assert all(figures[k] > 0 for k in ("a_suite_s", "a_bare_s", "b_stacked_s", "b_sequential_s", "d_total_s"))
+    assert figures["h_max_weight_diff"] == 0.0  # the bare loop trained the group's very models
+    assert figures["g_digits"]["cells"] == 2 and figures["g_digits"]["rows"] == 2  # two cells of one method
+
+
+def test_only_measures_the_named_figures(capsys):
+    assert main(["perf", "--quick", "--json", "--methods", "ft", "--threads", "1", "--only", "h"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "h_ratio" in figures and not any(k in figures for k in ("a_ratio", "d_total_s", "g_digits"))
+    assert main(["perf", "--only", "z"]) == 2

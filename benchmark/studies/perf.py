@@ -12,7 +12,15 @@ c. inference passes per model and split during a full cell: ``c_max_passes`` and
 d. the wall time of a grid run (``bench run --methods ...`` on the preset, fresh cache) split into bank training,
    unlearning, U-LiRA shadow unlearning and the rest (attacks, outputs, data), with its peak memory;
 e. how the cost grows with the bank size (S = M = 4, 8, 16, 32) and with the dataset size (a quarter, half
-   and all of D): ``e_bank_size_s`` and ``e_dataset_size_s``.
+   and all of D): ``e_bank_size_s`` and ``e_dataset_size_s``;
+f. figure d's U-LiRA shadow unlearning against its unlearning: ``f_ratio`` (target <= 2, while the in-shadows
+   are S times the cell's own fits: ``f_fits_ratio``);
+g. whole grids, every forget class x 3 seeds with every method: digits' 30 cells and mnist5k's 12 (forget
+   classes 1, 3, 5, 8), fresh cache, with d's breakdown: ``g_digits`` and ``g_mnist5k`` (targets: 15 and 60
+   minutes on 2 CPU cores). An hour and more on such a machine: ``bench perf --only g`` runs them alone;
+h. the suite's grouped fit of 8 bank models against a bare PyTorch loop training the same 8 models on the
+   same batches in the same order: ``h_suite_s``, ``h_bare_s``, ``h_ratio`` (target <= 1.3) and
+   ``h_max_weight_diff`` (0: the same work).
 
 Grid runs (d, e) happen in child processes, each with a fresh cache, so their peak memory is their own.
 """
@@ -182,6 +190,72 @@ def figure_b(preset: Preset, dm, cache, plan: PerfPlan) -> dict[str, float]:
             "b_vmap_s": vmap_s, "b_vmap_max_weight_diff": max_diff(vmap_models)}
 
 
+# -- h: a grouped fit of 8 bank models against a bare loop -----------------------------------------------------------
+def loader_order(loader) -> Any:
+    """The batches' sample indices of one epoch of a shuffled DataLoader, drawn from its generator exactly as
+    DataLoader and RandomSampler draw them (a base seed, the permutation, the sampler's empty remainder)."""
+    n, generator = len(loader.dataset), loader.generator
+    torch.empty((), dtype=torch.int64).random_(generator=generator)
+    order = torch.randperm(n, generator=generator)
+    torch.randperm(n, generator=generator)
+    return order.split(loader.batch_size)
+
+
+def bare_group(models: Sequence[torch.nn.Module], loaders: Sequence[Any], recipe) -> None:
+    """The bank's recipe (SGD, momentum, weight decay, per-epoch cosine) for every member, as plain PyTorch
+    over in-memory tensors: per step, each member's forward, backward and step on its own next batch."""
+    optimisers = [torch.optim.SGD(m.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                  weight_decay=recipe.weight_decay) for m in models]
+    schedules = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=recipe.epochs) for o in optimisers]
+    data = [loader.dataset.tensors() for loader in loaders]
+    for model in models:
+        model.train()
+    for _ in range(recipe.epochs):
+        orders = [loader_order(loader) for loader in loaders]
+        for step in zip(*orders, strict=True):
+            for model, optimiser, (images, labels), take in zip(models, optimisers, data, step, strict=True):
+                optimiser.zero_grad()
+                F.cross_entropy(model(images[take]), labels[take]).backward()
+                optimiser.step()
+        for schedule in schedules:
+            schedule.step()
+
+
+def figure_h(preset: Preset, dm, plan: PerfPlan) -> dict[str, float]:
+    from benchmark.engine.bank import ModelBank
+    from benchmark.engine.stacked import fit_stack
+    from benchmark.engine.training import seeded_build
+
+    train = preset.train if plan.stack_epochs is None else dataclasses.replace(preset.train, epochs=plan.stack_epochs)
+    if (train.optimizer, train.scheduler) != ("sgd", "cosine"):
+        raise ValueError(f"figure h's bare loop mirrors SGD with a cosine schedule; {preset.name} trains with "
+                         f"{train.optimizer}, {train.scheduler}")
+    bank = ModelBank(dataclasses.replace(preset, train=train, bank=Bank(references=0, shadows=7)), dm, cache=None)
+    members = bank.stackable()[0]
+
+    def build():
+        return [seeded_build(bank.new_model, bank.member_seed(*m))() for m in members]
+
+    def suite():
+        models = build()
+        fit_stack(models, [bank.member_loader(*m) for m in members], train)
+        return models
+
+    def bare():
+        models = build()
+        bare_group(models, [bank.member_loader(*m) for m in members], train)
+        return models
+
+    suite_s, bare_s = float("inf"), float("inf")
+    for _ in range(plan.stack_repeats):  # interleaved, so a burst of load from other processes hits both alike
+        s, suite_models = _best_of(1, suite)
+        b, bare_models = _best_of(1, bare)
+        suite_s, bare_s = min(suite_s, s), min(bare_s, b)
+    diff = max(_max_diff(a, b) for a, b in zip(suite_models, bare_models, strict=True))
+    return {"h_models": len(members), "h_epochs": train.epochs, "h_suite_s": suite_s, "h_bare_s": bare_s,
+            "h_ratio": suite_s / bare_s, "h_max_weight_diff": diff}
+
+
 # -- c: inference passes in one cell ------------------------------------------------------------------------------
 def figure_c(preset: Preset, dm, cache, plan: PerfPlan) -> dict[str, float]:
     from benchmark.engine.bank import ModelBank
@@ -200,9 +274,11 @@ def figure_c(preset: Preset, dm, cache, plan: PerfPlan) -> dict[str, float]:
 
 
 # -- d, e: instrumented grid runs in child processes ---------------------------------------------------------------
-def instrumented_grid(preset: Preset, methods: Sequence[str], forget_classes: Sequence[int] | None) -> dict[str, Any]:
-    """Run the grid in a fresh temporary cache and time the engine's named phases (bank training, unlearning,
-    shadow unlearning; the rest is attacks, outputs, data and set-up), with this process's peak memory."""
+def instrumented_grid(preset: Preset, methods: Sequence[str], forget_classes: Sequence[Sequence[int]] | None,
+                      seeds: Sequence[int] | None = None) -> dict[str, Any]:
+    """Run the grid (forget-class sets x seeds; None: the preset's) in a fresh temporary cache and time the
+    engine's named phases (bank training, unlearning, shadow unlearning; the rest is attacks, outputs, data and
+    set-up), with this process's peak memory."""
     from benchmark.engine.fitting import FitSettings
     from benchmark.engine.grid import Display, RunPaths, run_benchmark
     from benchmark.engine.phases import PhaseTimer
@@ -211,21 +287,29 @@ def instrumented_grid(preset: Preset, methods: Sequence[str], forget_classes: Se
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         with timer.phase("attacks_and_rest"):  # whatever no inner phase claims
-            summary = run_benchmark(preset, list(methods), forget_classes=[forget_classes] if forget_classes else None,
+            summary = run_benchmark(preset, list(methods), forget_classes=forget_classes, seeds=seeds,
                                     paths=RunPaths(out=f"{tmp}/run", cache=f"{tmp}/cache"),
                                     fit=FitSettings(phases=timer), display=Display(progress=False))
         total = time.perf_counter() - start
     failed = [r for r in summary.rows if r["status"] == "failed"]
     if failed:
         raise RuntimeError(f"perf grid: {len(failed)} cells failed, first: {failed[0].get('error')}")
+    cells = len({(tuple(r["forget_classes"]), r["seed"]) for r in summary.rows})
     return {"total_s": total, **{f"{k}_s": v for k, v in timer.seconds.items()}, "rows": len(summary.rows),
+            "cells": cells,
             "models_trained": summary.trained_models,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def _child_grid(preset_name: str, methods: str, *, bank_size: int | None = None, epochs: int | None = None,
-                forget_classes: Sequence[int] | None = None) -> dict[str, Any]:
-    """:func:`instrumented_grid` in a fresh Python process; its JSON answer."""
+                forget_classes: Sequence[int] | None = None, cells: Sequence[int] | None = None,
+                seeds: Sequence[int] | None = None) -> dict[str, Any]:
+    """:func:`instrumented_grid` in a fresh Python process; its JSON answer.
+
+    Args:
+        forget_classes: one cell forgetting these classes together; or
+        cells: one cell per class, each forgetting that class alone (with ``seeds``: per seed).
+    """
     args = [sys.executable, "-m", "benchmark.studies.perf", "--grid", "--preset", preset_name, "--methods", methods]
     if bank_size is not None:
         args += ["--bank-size", str(bank_size)]
@@ -233,6 +317,10 @@ def _child_grid(preset_name: str, methods: str, *, bank_size: int | None = None,
         args += ["--epochs", str(epochs)]
     if forget_classes:
         args += ["--forget-classes", ",".join(map(str, forget_classes))]
+    if cells:
+        args += ["--cells", ",".join(map(str, cells))]
+    if seeds:
+        args += ["--seeds", ",".join(map(str, seeds))]
     env = os.environ | {"OMP_NUM_THREADS": str(torch.get_num_threads())}  # the parent's thread setting
     done = subprocess.run(args, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
@@ -244,6 +332,32 @@ def figure_d(preset_name: str, methods: str, plan: PerfPlan) -> dict[str, float]
     grid = _child_grid(preset_name, methods, forget_classes=plan.grid_forget_classes, epochs=plan.grid_epochs,
                        bank_size=2 if plan.grid_forget_classes else None)
     return {f"d_{k}": v for k, v in grid.items()}
+
+
+def figure_f(d: dict[str, Any], preset: Preset, plan: PerfPlan) -> dict[str, float]:
+    """From figure d's grid: U-LiRA's shadow unlearning against the cell's own unlearning."""
+    shadows = 2 if plan.grid_forget_classes else preset.bank.shadows  # figure d's bank
+    return {"f_shadow_unlearning_s": d["d_shadow_unlearning_s"], "f_unlearning_s": d["d_unlearning_s"],
+            "f_ratio": d["d_shadow_unlearning_s"] / d["d_unlearning_s"], "f_fits_ratio": shadows, "f_target": 2.0}
+
+
+# The issue's grids: every forget class (mnist5k: four of them) x 3 seeds, every method; targets in minutes.
+GRIDS = {"digits": (tuple(range(10)), (0, 1, 2), 15), "mnist5k": ((1, 3, 5, 8), (0, 1, 2), 60)}
+
+
+def figure_g(methods: str, plan: PerfPlan) -> dict[str, Any]:
+    """Whole grids in fresh caches (the quick plan: two one-epoch cells of digits with a bank of 2)."""
+    figures = {}
+    for name, (classes, seeds, target_min) in GRIDS.items():
+        if plan.grid_forget_classes:
+            if name != "digits":
+                continue
+            classes, seeds = classes[:2], seeds[:1]
+        grid = _child_grid(name, methods, cells=classes, seeds=seeds, epochs=plan.grid_epochs,
+                           bank_size=2 if plan.grid_forget_classes else None)
+        figures[f"g_{name}"] = {**{k: round(v, 3) if isinstance(v, float) else v for k, v in grid.items()},
+                                "minutes": round(grid["total_s"] / 60, 2), "target_minutes": target_min}
+    return figures
 
 
 def figure_e(preset: Preset, dm, plan: PerfPlan) -> dict[str, Any]:
@@ -275,14 +389,18 @@ def _dataset_curve(preset: Preset, dm, plan: PerfPlan) -> dict[str, float]:
 
 
 # -- the command ----------------------------------------------------------------------------------------------------
-def run_perf(preset_name: str, *, methods: str = "all", quick: bool = False,
+FIGURE_NAMES = ("a", "b", "c", "d", "e", "f", "g", "h")
+
+
+def run_perf(preset_name: str, *, methods: str = "all", quick: bool = False, only: Sequence[str] = FIGURE_NAMES,
              report: Callable[[str, dict[str, Any]], None] = lambda name, figures: None) -> dict[str, Any]:
-    """Measure every figure; ``report(name, figures)`` is called as each one is done.
+    """Measure the figures ``only`` names (default all); ``report(name, figures)`` is called as each is done.
 
     Args:
-        preset_name: the preset to measure (figures a to e).
-        methods: the methods of figure d's grid (``all`` is the issue's figure; a list makes it quicker).
+        preset_name: the preset to measure (figures a to f and h; g runs its own presets).
+        methods: the methods of figures d and g (``all`` is the issue's figure; a list makes it quicker).
         quick: a small plan (few models, epochs and bank sizes) for tests and smoke runs.
+        only: the figures to measure (f needs d, and measures it if not asked).
         report: called with each figure's name and values as soon as they exist.
     """
     from benchmark.engine.cache import ModelCache
@@ -301,8 +419,14 @@ def run_perf(preset_name: str, *, methods: str = "all", quick: bool = False,
                  ("b", lambda: figure_b(preset, dm, cache, plan)),
                  ("c", lambda: figure_c(preset, dm, cache, plan)),
                  ("d", lambda: figure_d(preset.name, methods, plan)),
-                 ("e", lambda: figure_e(preset, dm, plan))]
+                 ("e", lambda: figure_e(preset, dm, plan)),
+                 ("f", lambda: figure_f(figures if "d_total_s" in figures else figure_d(preset.name, methods, plan),
+                                        preset, plan)),
+                 ("g", lambda: figure_g(methods, plan)),
+                 ("h", lambda: figure_h(preset, dm, plan))]
         for name, measure in steps:
+            if name not in only:
+                continue
             values = measure()
             figures.update(values)
             report(name, values)
@@ -318,8 +442,11 @@ def _grid_main(args: argparse.Namespace) -> None:
         preset = dataclasses.replace(preset, bank=Bank(references=args.bank_size, shadows=args.bank_size))
     if args.epochs is not None:
         preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, epochs=args.epochs))
-    forget = tuple(int(c) for c in args.forget_classes.split(",")) if args.forget_classes else None
-    print(json.dumps(instrumented_grid(preset, resolve_methods(args.methods), forget)))
+    forget = [[int(c) for c in args.forget_classes.split(",")]] if args.forget_classes else None
+    if args.cells:
+        forget = [[int(c)] for c in args.cells.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    print(json.dumps(instrumented_grid(preset, resolve_methods(args.methods), forget, seeds)))
 
 
 if __name__ == "__main__":
@@ -330,4 +457,6 @@ if __name__ == "__main__":
     parser.add_argument("--bank-size", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--forget-classes")
+    parser.add_argument("--cells")
+    parser.add_argument("--seeds")
     _grid_main(parser.parse_args())
