@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmark.cli import main
 
 FIGURES = {
@@ -39,4 +41,6 @@ def test_only_measures_the_named_figures(capsys):
     assert main(["perf", "--quick", "--json", "--methods", "ft", "--threads", "1", "--only", "h"]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "h_ratio" in figures and not any(k in figures for k in ("a_ratio", "d_total_s", "g_digits"))
-    assert main(["perf", "--only", "z"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # an unknown figure is a usage error, before anything runs
+        main(["perf", "--only", "z"])
+    assert exit_.value.code == 2 and "unknown figure z" in capsys.readouterr().err
