@@ -38,6 +38,7 @@ from benchmark.core.errors import ConfigError, refuse_repeats
 from benchmark.core.recipes import TrainRecipe, make_lightning_optimizers
 from benchmark.core.registry import Registry
 from datamodules.base import MethodData, check_forget_classes, check_uses
+from methods.search import SearchSpace
 
 Batch = tuple[Tensor, Tensor]
 ENTRY_POINT_GROUP = "unlearning_bench.methods"
@@ -66,6 +67,8 @@ class UnlearningMethod(L.LightningModule):
     # what the group relays and what it refuses on its own); False for a method whose step reads
     # ``self.optimizers()`` or the Trainer's optimisers, which a group shares between its members.
     groupable: ClassVar[bool] = True
+    # What `bench tune` may vary, each with its published value (methods/search.py); empty: nothing to tune.
+    search_space: ClassVar[SearchSpace] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
