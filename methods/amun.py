@@ -37,11 +37,19 @@ from torch.utils.data import TensorDataset
 from datamodules.base import MethodData
 from methods.adversarial import pgd_l2_nearest, predicted_labels
 from methods.rl import RandomLabels
+from methods.search import Integer, LogUniform
 
 
 class AMUN(RandomLabels):
     name = "amun"
     uses = frozenset({"retain", "forget"})
+    # The reference code's fine-tuning setting (lr 0.05, 10 epochs); presets swept lr 0.01-0.1 x epochs 3-10 and
+    # chose lr 0.02-0.1, epochs 3-5. Epochs stop at the published 10: the PGD set is built once, but every epoch
+    # trains on D_r plus the adversarial set.
+    search_space = {
+        "lr": LogUniform(5e-3, 2e-1, published=0.05),
+        "epochs": Integer(1, 10, published=10),
+    }
 
     def __init__(self, model, *, eps: float = 0.01, steps: int = 50, max_doublings: int = 20, probe: int = 50,
                  lr: float = 0.05, epochs: int = 10, **kwargs) -> None:

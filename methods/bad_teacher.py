@@ -27,12 +27,20 @@ from torch.utils.data import ConcatDataset
 from datamodules.base import MethodData
 from methods.base import frozen_copy
 from methods.distillation import TeacherStudentMethod, check_temperature, distillation_kl, random_subset, random_teacher
+from methods.search import Integer, LogUniform
 
 
 class BadTeacher(TeacherStudentMethod):
     name = "bad_teacher"
     uses = frozenset({"retain", "forget"})
     teachers = ("competent", "incompetent")
+    # The reference code (Adam, lr 1e-4, 1 epoch, KL temperature 1); presets swept lr 1e-4-0.01 x epochs 1-10 and
+    # chose lr 1e-3, 3 epochs.
+    search_space = {
+        "lr": LogUniform(1e-5, 1e-2, published=1e-4),
+        "epochs": Integer(1, 10, published=1),
+        "temperature": LogUniform(0.5, 8.0, published=1.0),
+    }
 
     def __init__(self, model, *, temperature: float = 1.0, retain_fraction: float = 0.3, lr: float = 1e-4,
                  epochs: int = 1, optimizer: str = "adam", weight_decay: float = 0.0, **kwargs) -> None:

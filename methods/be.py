@@ -27,11 +27,17 @@ from torch import nn
 
 from datamodules.base import MethodData
 from methods.base import UnlearningMethod
+from methods.search import Integer, LogUniform
 
 
 class BoundaryExpanding(UnlearningMethod):
     name = "be"
     uses = frozenset({"forget"})
+    # The paper's CIFAR-10 setting (lr 1e-5, 10 epochs); the presets' sweeps (lr 1e-4-0.1) chose 1e-4-1e-3.
+    search_space = {
+        "lr": LogUniform(1e-5, 1e-2, published=1e-5),
+        "epochs": Integer(1, 15, published=10),
+    }
 
     def __init__(self, model, *, lr: float = 1e-5, epochs: int = 10, weight_decay: float = 0.0, **kwargs) -> None:
         super().__init__(model, lr=lr, epochs=epochs, weight_decay=weight_decay, **kwargs)

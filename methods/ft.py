@@ -9,11 +9,17 @@ SalUn's class-wise setting (lr 0.01, 10 epochs); presets set their own.
 from __future__ import annotations
 
 from methods.base import UnlearningMethod
+from methods.search import Integer, LogUniform
 
 
 class FineTune(UnlearningMethod):
     name = "ft"
     uses = frozenset({"retain"})
+    # SalUn's class-wise FT setting (lr 0.01, 10 epochs); presets chose lr 0.01-0.02, epochs 3-10.
+    search_space = {
+        "lr": LogUniform(1e-3, 1e-1, published=1e-2),
+        "epochs": Integer(1, 15, published=10),
+    }
 
     def __init__(self, model, *, lr: float = 0.01, epochs: int = 10, **kwargs) -> None:
         super().__init__(model, lr=lr, epochs=epochs, **kwargs)

@@ -9,11 +9,17 @@ runs as ``diverged``). Defaults: lr 1e-4, 5 epochs (small, as in SalUn's GA base
 from __future__ import annotations
 
 from methods.base import UnlearningMethod
+from methods.search import Integer, LogUniform
 
 
 class GradientAscent(UnlearningMethod):
     name = "ga"
     uses = frozenset({"forget"})
+    # SalUn's GA baseline (lr 1e-4, 5 epochs); presets chose lr 1e-4-1e-3, epochs 2-5.
+    search_space = {
+        "lr": LogUniform(1e-5, 1e-2, published=1e-4),
+        "epochs": Integer(1, 10, published=5),
+    }
 
     def __init__(self, model, *, lr: float = 1e-4, epochs: int = 5, **kwargs) -> None:
         super().__init__(model, lr=lr, epochs=epochs, **kwargs)

@@ -20,11 +20,18 @@ import torch
 from torch import Tensor
 
 from methods.base import UnlearningMethod
+from methods.search import Integer, LogUniform
 
 
 class L1Sparse(UnlearningMethod):
     name = "l1"
     uses = frozenset({"retain"})
+    # The paper and its reference code (alpha 5e-4, lr 0.01, 10 epochs); presets chose alpha 1e-3-2e-3, lr 0.02-0.05.
+    search_space = {
+        "alpha": LogUniform(1e-4, 1e-2, published=5e-4),
+        "lr": LogUniform(1e-3, 1e-1, published=1e-2),
+        "epochs": Integer(1, 15, published=10),
+    }
 
     def __init__(self, model, *, alpha: float = 5e-4, lr: float = 0.01, epochs: int = 10, **kwargs) -> None:
         if alpha < 0:

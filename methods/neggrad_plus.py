@@ -15,11 +15,19 @@ Hyperparameters (defaults from the paper's appendix, small-scale setting: beta 0
 from __future__ import annotations
 
 from methods.base import UnlearningMethod
+from methods.search import Integer, LogUniform, Uniform
 
 
 class NegGradPlus(UnlearningMethod):
     name = "neggrad_plus"
     uses = frozenset({"retain", "forget"})
+    # The paper's small-scale setting (beta 0.95, lr 0.01, 10 epochs; its large-scale beta 0.9999 lies outside);
+    # presets swept beta 0.9-0.999 x lr 0.001-0.02 x epochs 2-10 and chose beta 0.98-0.99.
+    search_space = {
+        "beta": Uniform(0.9, 0.999, published=0.95),
+        "lr": LogUniform(1e-3, 1e-1, published=1e-2),
+        "epochs": Integer(1, 15, published=10),
+    }
 
     def __init__(self, model, *, beta: float = 0.95, lr: float = 0.01, epochs: int = 10, **kwargs) -> None:
         if not 0.0 <= beta <= 1.0:

@@ -12,6 +12,7 @@ from methods.base import UnlearningMethod
 class Original(UnlearningMethod):
     name = "original"
     uses = frozenset()
+    search_space = {}  # changes nothing: there is nothing to tune
 
     def __init__(self, model, *, epochs: int = 0, **kwargs) -> None:
         if epochs != 0:

@@ -18,6 +18,7 @@ from methods.base import UnlearningMethod, reinitialise
 class Retrain(UnlearningMethod):
     name = "retrain"
     uses = frozenset({"retain"})
+    search_space = {}  # the preset's training recipe itself, shared with the oracle and references: not tuned
 
     @classmethod
     def recipe_defaults(cls, recipe: TrainRecipe) -> dict[str, Any]:

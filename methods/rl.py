@@ -14,11 +14,17 @@ from torch.utils.data import TensorDataset
 
 from datamodules.base import MethodData
 from methods.base import UnlearningMethod
+from methods.search import Integer, LogUniform
 
 
 class RandomLabels(UnlearningMethod):
     name = "rl"
     uses = frozenset({"retain", "forget"})
+    # SalUn's class-wise RL setting (lr 0.01, 10 epochs); presets chose lr 0.01-0.02, epochs 3-10.
+    search_space = {
+        "lr": LogUniform(1e-3, 1e-1, published=1e-2),
+        "epochs": Integer(1, 15, published=10),
+    }
 
     def __init__(self, model, *, lr: float = 0.01, epochs: int = 10, **kwargs) -> None:
         super().__init__(model, lr=lr, epochs=epochs, **kwargs)

@@ -28,11 +28,19 @@ from benchmark.core.recipes import make_lightning_optimizers
 from datamodules.base import MethodData
 from methods.importance import gradient_saliency, top_fraction_mask
 from methods.rl import RandomLabels
+from methods.search import Integer, LogUniform, Uniform
 
 
 class SalUn(RandomLabels):
     name = "salun"
     uses = frozenset({"retain", "forget"})
+    # The paper's class-wise setting (top 50% of weights, lr 0.01, 10 epochs); presets chose lr 0.01-0.03,
+    # epochs 3-5. A threshold of 1 would be plain RL, so the range stops short of it.
+    search_space = {
+        "threshold": Uniform(0.1, 0.9, published=0.5),
+        "lr": LogUniform(1e-3, 1e-1, published=1e-2),
+        "epochs": Integer(1, 15, published=10),
+    }
 
     def __init__(self, model, *, threshold: float = 0.5, lr: float = 0.01, epochs: int = 10, **kwargs) -> None:
         if not 0.0 < threshold <= 1.0:

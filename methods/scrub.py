@@ -25,12 +25,20 @@ import torch.nn.functional as F
 from datamodules.base import MethodData
 from methods.base import frozen_copy
 from methods.distillation import PhaseLoader, TeacherStudentMethod, check_temperature, distillation_kl
+from methods.search import Integer, LogUniform
 
 
 class SCRUB(TeacherStudentMethod):
     name = "scrub"
     uses = frozenset({"retain", "forget"})
     teachers = ("teacher",)
+    # The reference code's CIFAR-10 setting (lr 5e-4, 3 epochs, msteps 2); presets swept lr 1e-3-0.05 x epochs 3/5
+    # x msteps 1-3 and chose lr 5e-3-0.01. msteps above epochs acts as msteps = epochs.
+    search_space = {
+        "lr": LogUniform(1e-4, 1e-1, published=5e-4),
+        "epochs": Integer(1, 10, published=3),
+        "msteps": Integer(1, 5, published=2),
+    }
 
     def __init__(self, model, *, msteps: int = 2, gamma: float = 0.99, alpha: float = 0.001,
                  temperature: float = 4.0, lr: float = 5e-4, epochs: int = 3, **kwargs) -> None:

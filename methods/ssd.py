@@ -27,11 +27,18 @@ from torch.utils.data import ConcatDataset
 from datamodules.base import MethodData
 from methods.base import UnlearningMethod
 from methods.importance import fisher_diagonal
+from methods.search import LogUniform
 
 
 class SelectiveSynapticDampening(UnlearningMethod):
     name = "ssd"
     uses = frozenset({"retain", "forget"})
+    # The paper and its reference code, full-class forgetting (alpha 10, lambda 1); presets swept alpha 3-100 x
+    # lambda 0.3-3 and chose alpha 12-40, lambda 1. Training-free: no lr or epochs.
+    search_space = {
+        "alpha": LogUniform(1.0, 100.0, published=10.0),
+        "dampening": LogUniform(0.1, 10.0, published=1.0),
+    }
 
     def __init__(self, model, *, alpha: float = 10.0, dampening: float = 1.0, epochs: int = 0, **kwargs) -> None:
         if epochs != 0:

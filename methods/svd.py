@@ -40,11 +40,18 @@ from torch import Tensor, nn
 from datamodules.base import MethodData
 from methods.adversarial import evaluating, model_device
 from methods.base import UnlearningMethod
+from methods.search import LogUniform
 
 
 class DeepUnlearningSVD(UnlearningMethod):
     name = "svd"
     uses = frozenset({"retain", "forget"})
+    # The reference code's CIFAR-10 script (alpha_r 100, alpha_f 3); presets swept alpha_r 10-1000 x alpha_f
+    # 0.3-30 and chose (70, 3) and (30, 1). Training-free: no lr or epochs.
+    search_space = {
+        "alpha_r": LogUniform(10.0, 1000.0, published=100.0),
+        "alpha_f": LogUniform(0.3, 30.0, published=3.0),
+    }
 
     def __init__(self, model, *, alpha_r: float = 100.0, alpha_f: float = 3.0, samples: int = 900,
                  max_patches: int = 10000, epochs: int = 0, **kwargs) -> None:

@@ -45,12 +45,20 @@ from torch.utils.data import ConcatDataset, TensorDataset
 from datamodules.base import MethodData
 from methods.base import UnlearningMethod
 from methods.distillation import PhaseLoader, class_balanced_subset
+from methods.search import Integer, LogUniform
 
 
 class UNSIR(UnlearningMethod):
     name = "unsir"
     uses = frozenset({"retain"})
     groupable = False  # each phase resets the Trainer's optimiser, which a group of in-shadows would share
+    # The reference code, CIFAR-10 / ResNet-18 (Adam: impair lr 0.02, repair lr 0.01, one repair pass); presets
+    # swept lr 0.005-0.02 x repair_lr 0.005/0.01 x repair_epochs 1-3 and chose repair_epochs 2-3.
+    search_space = {
+        "lr": LogUniform(1e-3, 1e-1, published=0.02),
+        "repair_lr": LogUniform(1e-4, 3e-2, published=0.01),
+        "repair_epochs": Integer(1, 5, published=1),
+    }
 
     def __init__(self, model, *, noise_size: int = 256, noise_steps: int = 40, noise_lr: float = 0.1,
                  noise_reg: float = 0.1, noise_copies: int = 20, retain_per_class: int = 1000,
