@@ -1,6 +1,7 @@
 """The ``bench`` command: thin wrappers over the library functions.
 
     bench run [--preset NAME] [--methods all|a,b,c] [--forget-classes 3 8 | 3,5] [--seeds 0 1] [--out DIR]
+    bench tune [--preset NAME] [--methods all|a,b] [--trials N] [--objective privacy|utility] [--study DIR] [--write]
     bench rescore DIR [DIR ...] [--out OUT] [--cache CACHE] [--neighbours K] [--nn-feature F] ...
     bench list
     bench leaderboard [--runs DIR ...] [--output leaderboard.md] [--check]
@@ -127,6 +128,39 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                   f"models in {args.cache or 'runs/cache'}; `bench leaderboard --runs {summary.out_dir}` "
                   "renders leaderboard.md")
     return 1 if failed else 0
+
+
+def cmd_tune(args: argparse.Namespace, console: Console) -> int:
+    from benchmark.engine.fitting import FitSettings
+    from benchmark.engine.tuning import install_records, run_tuning  # imports Lightning and Optuna: only when tuning
+
+    for module in args.plugin or []:
+        load_plugin(module)
+    preset = load_preset(args.preset, tuned=False)  # a study starts from the hand-set values
+    methods = resolve_methods(args.methods)
+    study = Path(args.study or Path("runs") / "tune" / preset.name)
+    tuning = preset.tuning
+    console.print(f"bench tune: {preset.name}, {len(methods)} methods, objective {args.objective}, "
+                  f"{args.trials or tuning.trials} trials each on seeds {list(tuning.seeds)} x forget classes "
+                  f"{[list(c) for c in tuning.forget_classes]} -> {study}")
+
+    def on_trial(name: str, number: int, value: float) -> None:
+        if not args.quiet:
+            console.print(f"  {name} trial {number}: " + ("pruned" if value != value else f"{value:.4f}"))
+
+    records = run_tuning(preset, methods, trials=args.trials, objective=args.objective, study_dir=study,
+                         cache=args.cache or Path("runs") / "cache", fit=FitSettings(trainer_kwargs=trainer_arguments(args)),
+                         data_root=args.data_root, command=args.command_line, on_trial=on_trial)
+    for name, record in records.items():
+        console.print(f"{name}: best {record['best_value']:.4f} (published {record['published_value']}) "
+                      f"after {record['trials']} trials: {record['hparams']}")
+    untuned = [m for m in methods if m not in records]
+    if untuned:
+        console.print(f"nothing to tune (empty search space): {', '.join(untuned)}")
+    target = install_records(preset, args.preset, study) if args.write else None
+    console.print(f"records in {study / 'tuned.yaml'}" + (f", installed in {target}" if target else
+                                                            "; --write installs them in the preset"))
+    return 0
 
 
 def cmd_rescore(args: argparse.Namespace, console: Console) -> int:
@@ -279,6 +313,18 @@ def attack_options(args: argparse.Namespace) -> AttackOptions:
                          per_example_variance=args.per_example_variance, svc_c=args.svc_c, svc_gamma=args.svc_gamma)
 
 
+def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Lightning Trainer options of every fit (``bench run``, ``bench tune``); :func:`trainer_arguments` reads them."""
+    parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto, ... (default cpu)")
+    parser.add_argument("--devices", default="1", help="devices per node: a count, ids '0,1', or auto (default 1)")
+    parser.add_argument("--strategy", help="Lightning strategy, e.g. ddp for several devices (default: Lightning's)")
+    parser.add_argument("--num-nodes", type=int, help="machines of a multi-node run (default 1)")
+    parser.add_argument("--precision", help="Lightning precision, e.g. 16-mixed, bf16-mixed (default 32-true)")
+    parser.add_argument("--trainer", action="append", metavar="KEY=VALUE",
+                        help="any further Lightning Trainer argument for every fit, e.g. sync_batchnorm=true "
+                             "(repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="Class-unlearning benchmark suite.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -297,13 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--references", type=int, help="M, reference models retrained on D_r (default: preset's)")
     run.add_argument("--shadows", type=int, help="S, in-shadows trained on D (default: preset's)")
     add_attack_arguments(run)
-    run.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto, ... (default cpu)")
-    run.add_argument("--devices", default="1", help="devices per node: a count, ids '0,1', or auto (default 1)")
-    run.add_argument("--strategy", help="Lightning strategy, e.g. ddp for several devices (default: Lightning's)")
-    run.add_argument("--num-nodes", type=int, help="machines of a multi-node run (default 1)")
-    run.add_argument("--precision", help="Lightning precision, e.g. 16-mixed, bf16-mixed (default 32-true)")
-    run.add_argument("--trainer", action="append", metavar="KEY=VALUE",
-                     help="any further Lightning Trainer argument for every fit, e.g. sync_batchnorm=true (repeatable)")
+    add_trainer_arguments(run)
     run.add_argument("--shard", metavar="I/N",
                      help="run only shard I (0-based) of N disjoint parts of the grid, e.g. $SLURM_ARRAY_TASK_ID/8")
     loudness = run.add_mutually_exclusive_group()
@@ -311,6 +351,25 @@ def build_parser() -> argparse.ArgumentParser:
     loudness.add_argument("--verbose", action="store_true",
                           help="a line per finished cell, and Lightning's own messages")
     run.set_defaults(func=cmd_run)
+
+    tune = sub.add_parser("tune", help="tune every method the same way on the preset's tuning cells (Optuna)")
+    tune.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset name or YAML path (default {DEFAULT_PRESET})")
+    tune.add_argument("--methods", default="all", help="'all' or comma-separated method names (default all)")
+    tune.add_argument("--trials", type=int, help="trials per method, the same for all (default: the preset's tuning.trials)")
+    tune.add_argument("--objective", default="privacy", choices=("privacy", "utility"),
+                      help="privacy: forgetting, utility and two attack-free privacy terms on V; utility: the first "
+                           "two alone (docs/protocol.md 8; default privacy)")
+    tune.add_argument("--study", help="study directory: SQLite study and tuned.yaml; the same command resumes it "
+                                      "(default runs/tune/<preset>)")
+    tune.add_argument("--cache", help="model cache directory (default runs/cache)")
+    tune.add_argument("--data-root", help="dataset directory for downloading presets")
+    tune.add_argument("--plugin", action="append", metavar="MODULE",
+                      help="import MODULE first so its UnlearningMethod subclasses register (repeatable)")
+    tune.add_argument("--write", action="store_true",
+                      help="also write the records into the preset's tuned file (benchmark/presets/tuned/<preset>.yaml)")
+    add_trainer_arguments(tune)
+    tune.add_argument("--quiet", action="store_true", help="no line per trial")
+    tune.set_defaults(func=cmd_tune)
 
     rescore = sub.add_parser("rescore", help="score finished rows again with other attack settings, from cached "
                              "outputs only (trains nothing)")

@@ -123,7 +123,8 @@ def preset_settings(preset: Preset) -> dict[str, Any]:
     it lists; a cell has its own, and a grid may grow), where its data lives and how it is described.
     Editing those must neither recompute a finished cell nor split a run directory."""
     settings = preset.to_dict()
-    for key in ("name", "forget_classes", "seeds", "description", "root", "download"):
+    # tuning: where tuning ran (the tuned values themselves enter each row through the method's hyperparameters)
+    for key in ("name", "forget_classes", "seeds", "description", "root", "download", "tuning", "tuned"):
         settings.pop(key)
     return settings
 
@@ -319,6 +320,7 @@ def start_row(cell: Cell, method: UnlearningMethod, key: str) -> dict[str, Any]:
         "started": _now(), "finished": "",
         "bank": {"references": preset.bank.references, "shadows": preset.bank.shadows},
         "split": dm.manifest()["sizes"], "command": cell.command,
+        **({"tuning": tuning} if (tuning := preset.tuning_of(method.name)) else {}),
     }
 
 
