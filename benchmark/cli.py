@@ -149,7 +149,8 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
             console.print(f"  {name} trial {number}: " + ("pruned" if value != value else f"{value:.4f}"))
 
     records = run_tuning(preset, methods, trials=args.trials, objective=args.objective, study_dir=study,
-                         cache=args.cache or Path("runs") / "cache", fit=FitSettings(trainer_kwargs=trainer_arguments(args)),
+                         cache=args.cache or Path("runs") / "cache",
+                         fit=FitSettings(trainer_kwargs=trainer_arguments(args)),
                          data_root=args.data_root, command=args.command_line, on_trial=on_trial)
     for name, record in records.items():
         console.print(f"{name}: best {record['best_value']:.4f} (published {record['published_value']}) "
@@ -314,7 +315,7 @@ def attack_options(args: argparse.Namespace) -> AttackOptions:
 
 
 def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
-    """The Lightning Trainer options of every fit (``bench run``, ``bench tune``); :func:`trainer_arguments` reads them."""
+    """The Lightning Trainer options of every fit (``bench run``, ``bench tune``), read by :func:`trainer_arguments`."""
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto, ... (default cpu)")
     parser.add_argument("--devices", default="1", help="devices per node: a count, ids '0,1', or auto (default 1)")
     parser.add_argument("--strategy", help="Lightning strategy, e.g. ddp for several devices (default: Lightning's)")
@@ -355,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune = sub.add_parser("tune", help="tune every method the same way on the preset's tuning cells (Optuna)")
     tune.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset name or YAML path (default {DEFAULT_PRESET})")
     tune.add_argument("--methods", default="all", help="'all' or comma-separated method names (default all)")
-    tune.add_argument("--trials", type=int, help="trials per method, the same for all (default: the preset's tuning.trials)")
+    tune.add_argument("--trials", type=int,
+                      help="trials per method, the same for all (default: the preset's tuning.trials)")
     tune.add_argument("--objective", default="privacy", choices=("privacy", "utility"),
                       help="privacy: forgetting, utility and two attack-free privacy terms on V; utility: the first "
                            "two alone (docs/protocol.md 8; default privacy)")
@@ -366,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--plugin", action="append", metavar="MODULE",
                       help="import MODULE first so its UnlearningMethod subclasses register (repeatable)")
     tune.add_argument("--write", action="store_true",
-                      help="also write the records into the preset's tuned file (benchmark/presets/tuned/<preset>.yaml)")
+                      help="also write the records into the preset's tuned file "
+                           "(benchmark/presets/tuned/<preset>.yaml)")
     add_trainer_arguments(tune)
     tune.add_argument("--quiet", action="store_true", help="no line per trial")
     tune.set_defaults(func=cmd_tune)

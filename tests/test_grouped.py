@@ -75,7 +75,8 @@ def test_augmentation_dropout_and_devices_are_refused(cell):
     method = cell.method("ft")
     assert "augmentation" in group_refusal(method, augment=True, fit=cell.fit)
     assert "devices" in group_refusal(method, augment=False, fit=FitSettings(trainer_kwargs={"devices": 2}))
-    assert "precision" in group_refusal(method, augment=False, fit=FitSettings(trainer_kwargs={"precision": "bf16-mixed"}))
+    bf16 = FitSettings(trainer_kwargs={"precision": "bf16-mixed"})
+    assert "precision" in group_refusal(method, augment=False, fit=bf16)
     method.model = nn.Sequential(method.model, nn.Dropout(0.1))
     assert "dropout" in group_refusal(method, augment=False, fit=cell.fit)
 

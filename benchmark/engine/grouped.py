@@ -19,7 +19,8 @@ Each member stays the fit it would be alone (the same contract as the bank's gro
 - a member whose loss is not finite stops, as its own fit would, while the others go on.
 
 What cannot be grouped exactly is refused by :func:`group_refusal` (before the members are prepared) and
-:func:`loaders_refusal` (after), and the caller fits those members one by one: manual optimisation or phased loaders (SCRUB, UNSIR), hooks the group does not relay, randomness drawn
+:func:`loaders_refusal` (after), and the caller fits those members one by one: manual optimisation or phased
+loaders (SCRUB, UNSIR), hooks the group does not relay, randomness drawn
 from the global RNG during training (augmentation, dropout), several devices, and Trainer settings that change
 the optimisation step (precision, clipping, accumulation). A method may also opt out with ``groupable = False``
 (for example one whose ``training_step`` reads ``self.optimizers()``, which in a group are every member's).
