@@ -108,7 +108,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     summary = run_benchmark(preset, methods, forget_classes=parse_forget_classes(args.forget_classes),
                             seeds=args.seeds, options=options, shard=shard,
                             paths=RunPaths(out=args.out, cache=args.cache, data_root=args.data_root),
-                            fit=FitSettings(trainer_kwargs=trainer_kwargs),
+                            fit=FitSettings(trainer_kwargs=trainer_kwargs, stacking=args.stacking),
                             display=Display(progress=not args.quiet, console=console if not args.quiet else None,
                                             on_row=(lambda row: console.print(row_line(row))) if args.verbose else None,
                                             lightning_messages=args.verbose),
@@ -150,7 +150,7 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
 
     records = run_tuning(preset, methods, trials=args.trials, objective=args.objective, study_dir=study,
                          cache=args.cache or Path("runs") / "cache",
-                         fit=FitSettings(trainer_kwargs=trainer_arguments(args)),
+                         fit=FitSettings(trainer_kwargs=trainer_arguments(args), stacking=args.stacking),
                          data_root=args.data_root, command=args.command_line, on_trial=on_trial)
     for name, record in records.items():
         console.print(f"{name}: best {record['best_value']:.4f} (published {record['published_value']}) "
@@ -324,6 +324,10 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trainer", action="append", metavar="KEY=VALUE",
                         help="any further Lightning Trainer argument for every fit, e.g. sync_batchnorm=true "
                              "(repeatable)")
+    parser.add_argument("--stacking", choices=("grouped", "vmap", "auto"), default="grouped",
+                        help="how bank models train together: grouped (exact, the default), vmap (one vectorised "
+                             "stack, equal to separate fits only to rounding) or auto (the faster, timed once per "
+                             "model and device and remembered in the cache)")
 
 
 def build_parser() -> argparse.ArgumentParser:

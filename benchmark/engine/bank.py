@@ -10,8 +10,11 @@ own U-LiRA (retraining seen as a method, docs/protocol.md 4.6).
 
 from __future__ import annotations
 
+import functools
+import platform
 from typing import Any
 
+import torch
 from torch import nn
 
 from attacks.outputs import Outputs
@@ -22,7 +25,7 @@ from benchmark.engine.models import build_model
 from benchmark.engine.outputs import OutputsProvider
 from benchmark.engine.phases import BANK_TRAINING
 from benchmark.engine.preset import Preset
-from benchmark.engine.stacked import fit_stack, stack_refusal
+from benchmark.engine.stacked import choose_stacking, fit_stack, stack_refusal
 from benchmark.engine.training import fit_classifier, seeded_build
 from datamodules.base import UnlearningDataModule
 
@@ -54,7 +57,32 @@ class ModelBank:
                   "augment": self.dm.augment, "seed": self.dm.seed, "code": TRAINING_CODE_VERSION}
         if role == "retrained":
             config["forget_classes"] = list(self.dm.forget_classes)
+        if self._vectorised(role, index):  # its own reference: never shares an entry with the exact path
+            config["stacking"] = "vmap"
         return config
+
+    def _vectorised(self, role: str, index: int) -> bool:
+        return (role, index) != ("retrained", 0) and self.stacking == "vmap"  # the oracle always trains alone
+
+    @functools.cached_property
+    def stacking(self) -> str:
+        """How this bank's groups train, ``grouped`` or ``vmap``: ``FitSettings.stacking``, where ``auto`` is
+        measured once per model, recipe, data and device and remembered in the cache (so that the same command
+        finds the same models again), and ``vmap`` falls back to ``grouped`` for models it cannot stack."""
+        mode = self.fit.stacking
+        if mode == "grouped" or stack_refusal(self.new_model(), augment=self.dm.augment, fit=self.fit,
+                                              vectorise=True):
+            return "grouped"
+        if mode == "vmap":
+            return "vmap"
+        members = self.stackable()[0][:8]
+        probe = {"model": self.preset.model, "recipe": self.preset.train.to_dict(), "dataset": self.dm.name,
+                 "size": len(self.dm.dataset("D")), "trainer": {k: str(v) for k, v in self.fit.trainer_kwargs.items()},
+                 "host": platform.node(), "torch": torch.__version__}
+        return self.cache.remember(
+            "stacking", config_hash(probe), lambda: choose_stacking(
+                lambda k: seeded_build(self.new_model, 10_000 + k)(), [self.member_loader(*m) for m in members],
+                self.preset.train, fit=self.fit) | {"probe": probe})["path"]
 
     def key(self, role: str, index: int) -> str:
         """The cache key of a bank model, known without training or loading it."""
@@ -104,6 +132,10 @@ class ModelBank:
 
         def train(model: nn.Module) -> dict[str, Any]:
             with self.fit.phase(BANK_TRAINING):
+                if self._vectorised(role, index):  # a stack of one: the path its key records
+                    seconds = fit_stack([model], [self.member_loader(role, index)], self.preset.train, seed=seed,
+                                        fit=self.fit, description=f"train {name}", vectorise=True)
+                    return {"train_time_s": seconds, "epochs": self.preset.train.epochs, "stacking": "vmap"}
                 return fit_classifier(model, self.member_loader(role, index), self.preset.train, seed=seed,
                                       fit=self.fit, description=f"train {name}")
 
@@ -151,10 +183,12 @@ class ModelBank:
         with self.fit.phase(BANK_TRAINING):
             seconds = fit_stack(models, [self.member_loader(*m) for m in members], self.preset.train,
                                 seed=self.member_seed(*members[0]), fit=self.fit,
-                                description=f"train {len(members)} bank models as one group")
+                                description=f"train {len(members)} bank models as one group",
+                                vectorise=self.stacking == "vmap")
         # A member's train_time_s is its share of the group's wall time (the group's time divided by its size);
         # stack_size says so.
-        meta = {"train_time_s": seconds / len(models), "epochs": self.preset.train.epochs, "stack_size": len(models)}
+        meta = {"train_time_s": seconds / len(models), "epochs": self.preset.train.epochs, "stack_size": len(models),
+                "stacking": self.stacking}
         for member, model in zip(members, models, strict=True):
             self.cache.get_or_train(self._config(*member), lambda model=model: model, lambda _model: dict(meta),
                                     about=self.about(*member))

@@ -143,6 +143,17 @@ class ModelCache:
         record = {"key": key, "config": config, "meta": meta, "about": about or {}, "sha256": sha}
         write_bytes_atomic(meta_path, json.dumps(record, indent=1, default=str).encode())
 
+    def remember(self, kind: str, key: str, decide) -> dict[str, Any]:
+        """A decision the cache keeps beside its models (``<root>/<kind>/<key>.json``): read if stored, else
+        ``decide()``, stored (unless read-only) and returned."""
+        path = self.root / kind / f"{key}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        decision = decide()
+        if not self.read_only:
+            write_bytes_atomic(path, json.dumps(decision, sort_keys=True).encode())
+        return decision
+
     def has_model(self, key: str) -> bool:
         """Whether a finished model entry exists for ``key`` (its record is written last; the checksum is
         verified only when the entry is loaded)."""

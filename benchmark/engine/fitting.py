@@ -18,7 +18,11 @@ from rich.progress import Progress, TaskID
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmark.core.distributed import BroadcastWeights, NothingModule, check_strategy, distributed
+from benchmark.core.errors import ConfigError
 from benchmark.engine.phases import PhaseTimer
+
+
+STACKING = ("grouped", "vmap", "auto")
 
 
 class FitProgress(Callback):
@@ -50,11 +54,18 @@ class FitSettings:
         trainer_kwargs: the user's Lightning Trainer arguments (accelerator, devices, strategy, precision, ...).
         progress: a shared rich Progress that shows each fit as a bar under the grid's; None shows nothing.
         phases: a timer of the engine's named phases (``bench perf`` passes one); None times nothing.
+        stacking: how a bank's groups train: ``grouped`` (exact), ``vmap`` or ``auto`` (the faster of the two,
+            measured per model and device; :mod:`benchmark.engine.stacked`).
     """
 
     trainer_kwargs: Mapping[str, Any] = field(default_factory=dict)
     progress: Progress | None = None
     phases: PhaseTimer | None = None
+    stacking: str = "grouped"
+
+    def __post_init__(self) -> None:
+        if self.stacking not in STACKING:
+            raise ConfigError(f"unknown stacking {self.stacking!r}; known: {', '.join(STACKING)}")
 
     def with_progress(self, progress: Progress | None) -> FitSettings:
         return dataclasses.replace(self, progress=progress)

@@ -31,11 +31,18 @@ Two ways to run the members' forward passes:
 
 What cannot be grouped exactly is refused by :func:`stack_refusal`, and the caller trains those models
 one by one.
+
+Which of the two a bank uses is ``FitSettings.stacking``: ``grouped`` (the default: exact, so every cached model
+and every row is what sequential fits give, whatever the machine's speed), ``vmap``, or ``auto``, which times a
+few steps of each on throwaway members for the model and device at hand (:func:`choose_stacking`) and keeps the
+faster. A vectorised bank's models are their own reference: their cache keys record the path, so the same
+seed gives the same models on the same machine and path, and the two paths never share cache entries.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 
@@ -194,6 +201,37 @@ class GroupedClassifier(L.LightningModule):
         """The members are the caller's models, trained in place; only move them back to the CPU."""
         for model in models:
             model.cpu()
+
+
+def choose_stacking(build, loaders: Sequence[DataLoader], recipe: TrainRecipe, *, fit: FitSettings = DEFAULT_FIT,
+                    steps: int = 20) -> dict[str, float | str]:
+    """Time ``steps`` steps of the grouped and of the vectorised loop on throwaway members; the faster path.
+
+    Args:
+        build: ``build(k)`` -> a fresh member (its weights are thrown away).
+        loaders: the members' loaders (only their first batches are drawn, from copies of their generators'
+            state, so the real fits' batches are untouched).
+        recipe: the training recipe.
+        fit: the fit settings (the same device as the real fit).
+        steps: steps per path after one warm-up fit.
+
+    Returns:
+        ``{"path": "grouped" | "vmap", "grouped_s": ..., "vmap_s": ...}``.
+    """
+    probe = FitSettings(trainer_kwargs={**fit.trainer_kwargs, "limit_train_batches": steps})
+    one = dataclasses.replace(recipe, epochs=1)
+    timings = {}
+    for vectorise in (False, True, False, True):  # warm-up pass first, then the timed one, interleaved
+        states = [loader.generator.get_state() if loader.generator is not None else None for loader in loaders]
+        try:
+            seconds = fit_stack([build(k) for k in range(len(loaders))], loaders, one, fit=probe,
+                                description="stacking probe", vectorise=vectorise)
+        finally:
+            for loader, state in zip(loaders, states, strict=True):
+                if state is not None:
+                    loader.generator.set_state(state)
+        timings["vmap_s" if vectorise else "grouped_s"] = seconds
+    return {"path": "vmap" if timings["vmap_s"] < timings["grouped_s"] else "grouped", **timings}
 
 
 def fit_stack(models: Sequence[nn.Module], loaders: Sequence[DataLoader], recipe: TrainRecipe, *, seed: int = 0,
