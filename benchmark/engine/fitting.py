@@ -21,7 +21,6 @@ from benchmark.core.distributed import BroadcastWeights, NothingModule, check_st
 from benchmark.core.errors import ConfigError
 from benchmark.engine.phases import PhaseTimer
 
-
 STACKING = ("grouped", "vmap", "auto")
 
 
