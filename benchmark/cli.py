@@ -62,8 +62,15 @@ def parse_devices(text: str) -> int | str:
 
 def trainer_arguments(args: argparse.Namespace) -> dict:
     """The Lightning Trainer arguments for every fit: the named options, then ``--trainer KEY=VALUE``
-    (values read as YAML, so ``true``, ``1.0`` and ``[0, 1]`` arrive typed)."""
+    (values read as YAML, so ``true``, ``1.0`` and ``[0, 1]`` arrive typed). Applies ``--threads`` too."""
     import yaml
+
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     kwargs: dict = {"accelerator": args.accelerator, "devices": parse_devices(args.devices)}
     if args.strategy is not None:
@@ -324,6 +331,9 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trainer", action="append", metavar="KEY=VALUE",
                         help="any further Lightning Trainer argument for every fit, e.g. sync_batchnorm=true "
                              "(repeatable)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch intra-op threads (default: torch's; 1 is fastest for the small offline models "
+                             "when other jobs share the cores)")
     parser.add_argument("--stacking", choices=("grouped", "vmap", "auto"), default="grouped",
                         help="how bank models train together: grouped (exact, the default), vmap (one vectorised "
                              "stack, equal to separate fits only to rounding) or auto (the faster, timed once per "
