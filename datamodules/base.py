@@ -58,21 +58,33 @@ class ImageArrays:
 
 
 class TensorImageDataset(Dataset):
-    """Indexed view of in-memory images, normalised on access (uint8 storage keeps big sets small)."""
+    """Indexed view of in-memory images, normalised on access (uint8 storage keeps big sets small).
+
+    ``normalised``, when given, is all of ``images`` already normalised (the DataModule holds it for data
+    that fits, :attr:`UnlearningDataModule.hold_bytes`): a batch is then one gather, with no per-batch
+    conversion. Normalising is elementwise, so both ways give the same values bit for bit.
+    """
 
     def __init__(self, images: Tensor, labels: Tensor, indices: np.ndarray, mean: Tensor, std: Tensor,
-                 augment: bool = False) -> None:
+                 augment: bool = False, normalised: Tensor | None = None) -> None:
         self.images, self.labels = images, labels
         self.indices = torch.as_tensor(indices, dtype=torch.long)
         self.mean, self.std = mean.view(-1, 1, 1), std.view(-1, 1, 1)
         self.augment = augment
+        self.normalised = normalised
 
     def __len__(self) -> int:
         return len(self.indices)
 
+    def _images(self, rows: Tensor) -> Tensor:
+        """Normalised images of ``rows`` (a 1-d index tensor into ``images``), always a new tensor."""
+        if self.normalised is not None:
+            return self.normalised.index_select(0, rows)  # index_select: a plain gather, faster than x[rows]
+        return normalise(self.images.index_select(0, rows), self.mean, self.std)
+
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         j = self.indices[i]
-        x = normalise(self.images[j], self.mean, self.std)
+        x = self._images(j.view(1))[0]
         if self.augment:
             x = _crop_and_flip(x)
         return x, self.labels[j]
@@ -80,20 +92,19 @@ class TensorImageDataset(Dataset):
     def __getitems__(self, positions: list[int]) -> Sequence[tuple[Tensor, Tensor]]:
         """A whole batch in one indexing operation instead of one per sample (DataLoader's batched fetch).
 
-        Normalising is elementwise, so the batch holds exactly the values the per-sample path gives; it
-        still reads as a sequence of samples, so any wrapper (``Subset``, ``ConcatDataset``) or ``default_collate``
-        works on it, and :func:`collate_batch` takes the stacked tensors back without re-stacking them.
-        Augmentation draws from the global RNG once per sample, so it keeps the per-sample path and order.
+        The batch holds exactly the values the per-sample path gives; it still reads as a sequence of
+        samples, so any wrapper (``Subset``, ``ConcatDataset``) or ``default_collate`` works on it, and
+        :func:`collate_batch` takes the stacked tensors back without re-stacking them. Augmentation draws
+        from the global RNG once per sample, so it keeps the per-sample path and order.
         """
         if self.augment:
             return [self[i] for i in positions]
-        j = self.indices[torch.as_tensor(positions, dtype=torch.long)]
-        return SampleBatch(normalise(self.images[j], self.mean, self.std), self.labels[j])
+        j = self.indices.index_select(0, torch.as_tensor(positions, dtype=torch.long))
+        return SampleBatch(self._images(j), self.labels.index_select(0, j))
 
     def tensors(self) -> tuple[Tensor, Tensor]:
         """All samples at once, normalised: the fast path for inference on small data."""
-        x = normalise(self.images[self.indices], self.mean, self.std)
-        return x, self.labels[self.indices]
+        return self._images(self.indices), self.labels.index_select(0, self.indices)
 
 
 class SampleBatch(Sequence):
@@ -171,7 +182,8 @@ class UnlearningDataModule(L.LightningDataModule):
         test_fraction: share of the pool used as T when the dataset has no test split of its own.
         download: allow downloading in :meth:`prepare_data` (downloading presets only).
         augment: random crop and flip on training batches (paper-scale image presets).
-        num_workers: DataLoader workers.
+        num_workers: DataLoader workers, for loaders that fetch sample by sample (augmentation, wrappers);
+            in-memory batches are one gather and load in this process.
     """
 
     name: ClassVar[str]
@@ -182,6 +194,9 @@ class UnlearningDataModule(L.LightningDataModule):
     std: ClassVar[tuple[float, ...]]
     has_test_split: ClassVar[bool] = True
     how_to_get: ClassVar[str] = ""
+    # Data whose normalised float copy takes at most this many bytes is held normalised, once, so a batch is one
+    # gather (the offline presets); larger data stays as loaded (uint8) and is normalised per batch.
+    hold_bytes: ClassVar[int] = 64 * 2**20
 
     def __init__(self, root: str | None = None, *, forget_classes: Sequence[int] = (0,), seed: int = 0,
                  batch_size: int = 128, eval_batch_size: int = 1024, val_fraction: float = 0.1,
@@ -200,6 +215,7 @@ class UnlearningDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self._train: ImageArrays | None = None
         self._test: ImageArrays | None = None
+        self._held: dict[str, Tensor | None] = {}  # "train" / "test": the normalised images, or None
 
     # -- loading ------------------------------------------------------------------------------------
     def load(self) -> tuple[ImageArrays, ImageArrays | None]:
@@ -257,9 +273,14 @@ class UnlearningDataModule(L.LightningDataModule):
 
     def dataset(self, split: str, augment: bool = False) -> TensorImageDataset:
         idx = self.split_indices()[split]
-        arrays = self._test if split.startswith("T") else self._train
-        return TensorImageDataset(arrays.images, arrays.labels, idx, torch.tensor(self.mean),
-                                  torch.tensor(self.std), augment=augment)
+        part = "test" if split.startswith("T") else "train"
+        arrays = self._test if part == "test" else self._train
+        mean, std = torch.tensor(self.mean), torch.tensor(self.std)
+        if part not in self._held:  # shared by every dataset of this DataModule and its with_forget_classes copies
+            fits = arrays.images.numel() * 4 <= self.hold_bytes
+            self._held[part] = normalise(arrays.images, mean.view(-1, 1, 1), std.view(-1, 1, 1)) if fits else None
+        return TensorImageDataset(arrays.images, arrays.labels, idx, mean, std, augment=augment,
+                                  normalised=self._held[part])
 
     # -- loaders --------------------------------------------------------------------------------------
     def loader(self, data: str | Dataset, shuffle: bool, batch_size: int | None = None, stream: int = 0,
@@ -273,9 +294,13 @@ class UnlearningDataModule(L.LightningDataModule):
             data = self.dataset(data, augment=self.augment and shuffle)
         order_seed = (self.seed if seed is None else seed) * 1009 + stream
         generator = torch.Generator().manual_seed(order_seed % (2**63)) if shuffle else None
+        # A batch of in-memory data is one gather in this process: workers would only add a copy between processes
+        # (the order and values do not depend on workers, which the sampler and its generator stay outside of).
+        batched = isinstance(data, TensorImageDataset) and not data.augment
+        workers = 0 if batched else self.num_workers
         return DataLoader(data, batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),
-                          shuffle=shuffle, generator=generator, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, collate_fn=collate_batch)
+                          shuffle=shuffle, generator=generator, num_workers=workers,
+                          persistent_workers=workers > 0, collate_fn=collate_batch)
 
     def train_dataloader(self, batch_size: int | None = None, seed: int | None = None) -> DataLoader:
         """All of D: for the original model and the in-shadows."""

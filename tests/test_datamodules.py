@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from datamodules import DigitsDataModule, MethodData, MNIST5kDataModule, get_datamodule_class
+from datamodules.base import _crop_and_flip
 
 
 @pytest.fixture(scope="module", params=[DigitsDataModule, MNIST5kDataModule], ids=["digits", "mnist5k"])
@@ -100,32 +101,81 @@ def test_unknown_dataset_lists_known_ones():
         get_datamodule_class("digit")
 
 
-class _PerSample(torch.utils.data.Dataset):
-    """The dataset without its batched fetch: DataLoader falls back to one ``__getitem__`` per sample."""
+class _OldPerSample(torch.utils.data.Dataset):
+    """A split fetched as before the batched fetch: one image normalised per ``__getitem__``, then ``default_collate``
+    stacks the batch. Written out here, independent of ``TensorImageDataset``, as the reference."""
 
-    def __init__(self, dataset):
-        self.dataset = dataset
+    def __init__(self, dm, split, augment):
+        arrays = dm._test if split.startswith("T") else dm._train
+        self.images, self.labels, self.augment = arrays.images, arrays.labels, augment
+        self.indices = dm.split_indices()[split]
+        self.mean, self.std = torch.tensor(dm.mean).view(-1, 1, 1), torch.tensor(dm.std).view(-1, 1, 1)
 
     def __len__(self):
-        return len(self.dataset)
+        return len(self.indices)
 
     def __getitem__(self, i):
-        return self.dataset[i]
+        j = int(self.indices[i])
+        x = self.images[j].float()
+        if self.images.dtype == torch.uint8:
+            x = x / 255.0
+        x = (x - self.mean) / self.std
+        return (_crop_and_flip(x) if self.augment else x), self.labels[j]
 
 
+@pytest.mark.parametrize("held", [True, False], ids=["held", "per-batch"])
 @pytest.mark.parametrize("augment", [False, True], ids=["plain", "augmented"])
-def test_batched_fetch_gives_the_per_sample_batches_in_the_same_order(dm, augment):
-    data = dm.dataset("D_r", augment=augment)
-    fast = dm.loader(data, shuffle=True, batch_size=32, seed=5, stream=1)
-    slow = torch.utils.data.DataLoader(_PerSample(data), batch_size=32, shuffle=True,
-                                       generator=torch.Generator().manual_seed(5 * 1009 + 1))
-    for _epoch in range(2):  # the second epoch checks that the generator is consumed alike
-        torch.manual_seed(0)
-        fast_batches = list(fast)
-        torch.manual_seed(0)
-        for (x, y), (x_ref, y_ref) in zip(fast_batches, slow, strict=True):
-            assert torch.equal(x, x_ref) and torch.equal(y, y_ref) and x.dtype == x_ref.dtype
-    if not augment:  # a wrapper that forwards the batched fetch (Subset) still works with default_collate
-        (x, y), = torch.utils.data.DataLoader(torch.utils.data.Subset(data, [4, 1, 7]), batch_size=3)
-        assert torch.equal(x, torch.stack([data[i][0] for i in (4, 1, 7)])) and y.tolist() == [
-            int(data[i][1]) for i in (4, 1, 7)]
+def test_fast_batches_equal_the_old_per_sample_batches(dm, augment, held):
+    """Same order, values and dtypes as the old per-sample DataLoader, epoch after epoch, with the images held
+    normalised or normalised per batch; augmentation keeps drawing from the global RNG sample by sample."""
+    module = dm.with_forget_classes(dm.forget_classes)
+    module._held = {} if held else {"train": None, "test": None}
+    for split, stream, make in [("D_r", 1, module.retain_dataloader), ("D_f", 2, module.forget_dataloader)]:
+        data = module.dataset(split, augment=augment)
+        assert (data.normalised is not None) is held
+        fast = module.loader(data, shuffle=True, batch_size=32, seed=5, stream=stream)
+
+        def old_loader(split=split, stream=stream):
+            return torch.utils.data.DataLoader(_OldPerSample(module, split, augment), batch_size=32, shuffle=True,
+                                               generator=torch.Generator().manual_seed(5 * 1009 + stream))
+
+        old = old_loader()
+        for _epoch in range(3):  # later epochs check that the generator is consumed alike
+            torch.manual_seed(0)
+            fast_batches = list(fast)
+            torch.manual_seed(0)
+            old_batches = list(old)
+            assert len(fast_batches) == len(old_batches) == len(fast)
+            for (x, y), (x_old, y_old) in zip(fast_batches, old_batches, strict=True):
+                assert torch.equal(x, x_old) and torch.equal(y, y_old)
+                assert x.dtype == x_old.dtype and y.dtype == y_old.dtype and x.is_contiguous()
+        if not augment:  # the loaders the methods get are the same loaders
+            for (x, y), (x_old, y_old) in zip(make(batch_size=32, seed=5), old_loader(), strict=True):
+                assert torch.equal(x, x_old) and torch.equal(y, y_old)
+    x, y = module.dataset("T_r").tensors()
+    reference = _OldPerSample(module, "T_r", augment=False)
+    assert torch.equal(x, torch.stack([reference[i][0] for i in range(len(reference))]))
+    assert torch.equal(y, torch.stack([reference[i][1] for i in range(len(reference))]))
+
+
+def test_wrapped_datasets_keep_their_samples(dm):
+    """Wrappers: ``Subset`` forwards the batched fetch (read back by ``default_collate``), ``ConcatDataset`` fetches
+    sample by sample; both give what indexing the dataset gives, and a sample is a copy, not a view of held data."""
+    data = dm.dataset("D_r")
+    (x, y), = torch.utils.data.DataLoader(torch.utils.data.Subset(data, [4, 1, 7]), batch_size=3)
+    assert torch.equal(x, torch.stack([data[i][0] for i in (4, 1, 7)])) and y.tolist() == [
+        int(data[i][1]) for i in (4, 1, 7)]
+    both = torch.utils.data.ConcatDataset([data, dm.dataset("D_f")])
+    (x, _), = dm.loader(both, shuffle=False, batch_size=len(both))
+    assert torch.equal(x, torch.cat([data.tensors()[0], dm.dataset("D_f").tensors()[0]]))
+    sample, _ = data[0]
+    sample += 1.0
+    assert not torch.equal(data[0][0], sample)
+
+
+def test_in_memory_loaders_fetch_in_this_process():
+    """Workers only serve loaders that fetch per sample; a batch of in-memory data is one gather here."""
+    module = DigitsDataModule(forget_classes=(3,), num_workers=2, augment=True)
+    module.setup()
+    assert module.loader("D_r", shuffle=False).num_workers == 0  # eval loaders do not augment
+    assert module.loader("D_r", shuffle=True).num_workers == 2  # per-sample crops
