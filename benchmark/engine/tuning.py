@@ -171,7 +171,22 @@ def tuning_record(study, preset: Preset, name: str, objective: str, space, *, bu
         "sampler": f"TPE(seed={SAMPLER_SEED})",
         "seeds": list(preset.tuning.seeds), "forget_classes": [list(c) for c in preset.tuning.forget_classes],
         "space": {k: p.describe() for k, p in space.items()},
+        "forgets_and_keeps_utility": _feasible(study),
     }
+
+
+def _feasible(study) -> dict[str, Any]:
+    """How many complete trials forgot (V forget-sample accuracy within 10 points of the oracle's, i.e. UA
+    >= 90 where the oracle scores 0) while keeping utility (V retained accuracy within 10 points), on average
+    over the tuning cells; and the best such trial. A method none of whose trials does is recorded as such."""
+    def mean(trial, part: str) -> float:
+        values = [v for k, v in trial.user_attrs.items() if k.startswith(f"{part}/")]
+        return sum(values) / len(values) if values else math.inf
+
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    feasible = [t for t in complete if mean(t, "forget_gap") <= 0.1 and mean(t, "utility_gap") <= 0.1]
+    best = min(feasible, key=lambda t: t.value, default=None)
+    return {"trials": len(feasible), "of": len(complete), "best_trial": None if best is None else best.number}
 
 
 def run_tuning(preset: Preset, methods: Sequence[str], *, trials: int | None = None, objective: str = "privacy",
