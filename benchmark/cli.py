@@ -102,7 +102,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             logging.getLogger(name).setLevel(logging.INFO)
     for module in args.plugin or []:
         load_plugin(module)
-    preset = load_preset(args.preset)
+    preset = load_preset(args.preset, tuned=not args.untuned)
     if args.references is not None or args.shadows is not None:
         bank = Bank(references=preset.bank.references if args.references is None else args.references,
                     shadows=preset.bank.shadows if args.shadows is None else args.shadows)
@@ -355,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", help="dataset directory for downloading presets")
     run.add_argument("--plugin", action="append", metavar="MODULE",
                      help="import MODULE first so its UnlearningMethod subclasses register (repeatable)")
+    run.add_argument("--untuned", action="store_true",
+                     help="the preset's hand-set hyperparameters, without its tuned ones (benchmark/presets/tuned/)")
     run.add_argument("--references", type=int, help="M, reference models retrained on D_r (default: preset's)")
     run.add_argument("--shadows", type=int, help="S, in-shadows trained on D (default: preset's)")
     add_attack_arguments(run)

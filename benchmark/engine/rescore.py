@@ -113,7 +113,10 @@ def run_preset(run: RunDir) -> Preset:
                            "rescoring rebuilds one preset per run directory")
     preset = load_preset(names.pop())
     bank = Bank(*banks.pop()) if banks else Bank(**run.config.get("settings", {}).get("bank", {}))
-    preset = replace(preset, bank=bank)
+    # tuned values only for the methods whose rows were run with them (a row of `bench run --untuned` has none)
+    tuned = {m: record for m, record in preset.tuned.items() if any(r["method"] == m and "tuning" in r
+                                                                   for r in run.rows)}
+    preset = replace(preset, bank=bank, tuned=tuned)
     recorded, current = run.config.get("settings", {}), _json(preset_settings(preset))
     differing = sorted(k for k in recorded.keys() | current.keys() if recorded.get(k) != current.get(k))
     if differing:
