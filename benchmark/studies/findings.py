@@ -19,7 +19,8 @@ from benchmark.report.stats import paired_difference
 from benchmark.report.store import read_rows
 
 ROWS = "benchmark/results/digits/results.jsonl"
-PAIRS = (("trw", "rwft", "privacy_gap"), ("unsir", "rwft", "TA"))  # the README's claims beyond "vs best"
+# the README's claims beyond "vs best": TRW against RWFT and against the best prior method; UNSIR's utility cost
+PAIRS = (("trw", "rwft", "privacy_gap"), ("trw", "amun", "privacy_gap"), ("unsir", "rwft", "TA"))
 
 
 def per_cell(rows: list[dict], method: str, key: str) -> dict[tuple, float]:
