@@ -110,6 +110,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     options = attack_options(args)
     methods = resolve_methods(args.methods)
     refuse_repeats("--seeds", args.seeds or [], "seed")
+    if any(seed < 0 for seed in args.seeds or []):
+        raise ConfigError(f"--seeds must be non-negative integers, got {args.seeds}")
     trainer_kwargs = trainer_arguments(args)
     shard = Shard.parse(args.shard)
     summary = run_benchmark(preset, methods, forget_classes=parse_forget_classes(args.forget_classes),
@@ -213,7 +215,13 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     from benchmark.report.leaderboard import render_csv, render_json
 
     run_dirs = [Path(d) for d in (args.runs or sorted(p.parent for p in Path("runs").glob(f"*/{RESULTS_FILE}")))]
+    missing = [str(d) for d in run_dirs if not (d / RESULTS_FILE).exists()]
+    if missing:
+        raise ConfigError(f"no {RESULTS_FILE} in {', '.join(missing)}: give run directories written by bench run")
     rows = [row for d in run_dirs for row in read_rows(d / RESULTS_FILE)]
+    if not rows:
+        where = ", ".join(map(str, run_dirs)) if run_dirs else "runs/*/"
+        raise ConfigError(f"no result rows in {where}: run `bench run` first, or pass --runs DIR")
     output = Path(args.output)
     command = "bench leaderboard --runs " + " ".join(shlex.quote(str(d)) for d in run_dirs)
     if args.output != LEADERBOARD_FILE:

@@ -118,3 +118,17 @@ def test_fixed_seed_rows_equal_the_recorded_ones(first_run):
     recorded = json.loads((__import__("pathlib").Path(__file__).parent / "data" / "digits_cli_rows.json").read_text())
     assert [_stable(r) for r in _rows(root)] == recorded
     assert any(r["diagnostics"].get("shadow_fits") == "grouped" for r in _rows(root))  # the group path ran
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["leaderboard", "--runs", "{tmp}/nowhere"], "no results.jsonl in"),
+    (["leaderboard", "--runs", "{tmp}/empty"], "no result rows in"),
+    (["run", "--seeds", "-1", "--methods", "ft", "--out", "{tmp}/out", "--cache", "{tmp}/cache"], "non-negative"),
+])
+def test_user_mistakes_are_one_line_errors_before_any_work(argv, message, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "results.jsonl").write_text("")
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "cache").exists()  # nothing was trained
