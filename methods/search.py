@@ -18,22 +18,25 @@ than the published one. Sampling goes through a duck-typed ``trial`` (Optuna's `
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 
-class Param:
+class Param(abc.ABC):
     """One searched hyperparameter."""
 
     published: Any
 
+    @abc.abstractmethod
     def suggest(self, trial: Any, name: str) -> Any:
-        raise NotImplementedError
+        """This parameter's value in ``trial`` (Optuna's ``trial.suggest_*``)."""
 
+    @abc.abstractmethod
     def contains(self, value: Any) -> bool:
-        raise NotImplementedError
+        """Whether ``value`` lies in the space."""
 
     def describe(self) -> dict[str, Any]:
         """The parameter as recorded in a tuning record (type, bounds, published value)."""

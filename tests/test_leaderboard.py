@@ -359,8 +359,8 @@ README_FINDINGS = [
     ("digits", "original", "MIA_NN", 75.5, (74.4, 77.6)), ("digits", "trw", "ULiRA", 69.5, (68.1, 71.9)),
     ("digits", "trw", "privacy_gap", 12.5, (11.3, 14.2)), ("digits", "rwft", "privacy_gap", 13.1, None),
     ("digits", "amun", "privacy_gap", 13.2, None), ("digits", "unsir", "privacy_gap", 13.7, None),
-    ("digits", "neggrad_plus", "ULiRA", 66.7, None), ("digits", "neggrad_plus", "RA", 21.9, None),
-    ("digits", "ft", "UA", 14.0, None), ("digits", "ga", "UA", 15.6, None),
+    ("digits", "neggrad_plus", "ULiRA", 66.7, None), ("digits", "neggrad_plus", "RA", 21.9, (18.9, 23.9)),
+    ("digits", "ft", "UA", 14.0, (8.9, 20.8)), ("digits", "ga", "UA", 15.6, (3.5, 27.2)),
 ]
 
 

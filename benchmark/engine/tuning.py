@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from attacks.objective import OBJECTIVES, PARTS, objective_parts, objective_value
+from attacks.outputs import Outputs
 from benchmark.core.errors import ConfigError
 from benchmark.core.hashing import derive_seed
 from benchmark.core.quiet import quiet_lightning
@@ -33,12 +34,14 @@ from benchmark.engine.bank import ModelBank
 from benchmark.engine.cache import ModelCache
 from benchmark.engine.cell import Cell, build_datamodule, instantiate_method, unlearn
 from benchmark.engine.fitting import DEFAULT_FIT, FitSettings
+from benchmark.engine.models import predict_logits
 from benchmark.engine.outputs import OutputsProvider
 from benchmark.engine.preset import Bank, Preset, tuned_path
 from methods.base import get_method
 from methods.search import published_values, sample
 
 SAMPLER_SEED = 0
+SPLIT = "V"  # the tuning objective's split: the leaderboard's test splits are never scored while tuning
 HEARTBEAT_S = 20  # a trial without a heartbeat for 3 of these belongs to a killed process and is failed
 DIVERGED = 4.0  # the objective's largest value (each of its four parts is at most 1): a diverged trial's score
 
@@ -79,12 +82,13 @@ class TuningCells:
         method = instantiate_method(name, copy.deepcopy(cell.original), preset, cell.dm,
                                     seed=derive_seed(seed, "method", name, 0))
         unlearn(method, cell.dm, fit=self.fit, description=f"tune {name} forget {list(classes)} seed {seed}")
-        outputs = cell.outputs.of(method.model, f"tune {name} {id(method)}")  # in memory only, never cached
-        cell.outputs.forget(f"tune {name} {id(method)}")
+        images, labels = cell.dm.dataset(SPLIT).tensors()  # V alone: the objective reads nothing else
+        outputs = Outputs(logits={SPLIT: predict_logits(method.model, images, batch_size=cell.dm.eval_batch_size)},
+                          labels={SPLIT: labels})
         if method.diverged or not outputs.finite():
             return DIVERGED, {}
         oracle = cell.bank.outputs(cell.outputs, "retrained", 0)
-        parts = objective_parts(outputs, oracle, cell.bank.reference_outputs(cell.outputs), classes)
+        parts = objective_parts(outputs, oracle, cell.bank.reference_outputs(cell.outputs), classes, split=SPLIT)
         return objective_value(parts, objective), parts
 
 
