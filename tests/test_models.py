@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from benchmark.engine.models import MODELS, build_model, predict_logits
+from benchmark.engine.models import MODELS, build_model, model_layout, predict_logits
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -31,3 +31,36 @@ def test_predict_logits_batches_and_restores_mode():
     out = predict_logits(model, x, batch_size=3)
     assert model.training
     torch.testing.assert_close(out, model.eval()(x))
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "fast_resnet"])
+def test_convolutional_models_train_channels_last_and_say_so_in_their_keys(name):
+    model = build_model(name, num_classes=10, in_channels=3, image_size=16)
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not all(w.is_contiguous() for w in convs)  # really restrided, not trivially both
+    assert model_layout(name) == {"memory_format": "channels_last"}
+    x = torch.randn(4, 3, 16, 16)
+    model.eval()
+    plain = build_model(name, num_classes=10, in_channels=3, image_size=16).eval()
+    plain.load_state_dict(model.state_dict())
+    assert plain.body[0].weight.is_contiguous(memory_format=torch.channels_last)  # the layout survives loading
+    # the same function of the same weights in either layout, to float rounding
+    contiguous = build_model(name, num_classes=10, in_channels=3, image_size=16).eval()
+    contiguous.load_state_dict(model.state_dict())
+    contiguous = contiguous.to(memory_format=torch.contiguous_format)
+    contiguous.channels_last = False
+    torch.testing.assert_close(model(x), contiguous(x), rtol=1e-4, atol=1e-5)
+
+
+def test_the_default_layout_leaves_cache_keys_as_they_were():
+    assert model_layout("mlp") == {} and model_layout("resnet18") == {}
+
+
+def test_a_channels_last_model_stacks_under_vmap():
+    from benchmark.engine.preset import TrainRecipe
+    from benchmark.engine.stacked import StackedClassifier
+
+    models = [build_model("small_cnn", num_classes=10, in_channels=1, image_size=8) for _ in range(3)]
+    stack = StackedClassifier(models, TrainRecipe())
+    assert stack(torch.randn(3, 5, 1, 8, 8)).shape == (3, 5, 10)

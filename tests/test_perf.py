@@ -17,6 +17,7 @@ FIGURES = {
     "f": ["f_shadow_unlearning_s", "f_unlearning_s", "f_ratio", "f_fits_ratio"],
     "g": ["g_digits"],
     "h": ["h_suite_s", "h_bare_s", "h_ratio", "h_max_weight_diff"],
+    "j": ["j_model", "j_channels_last_s", "j_contiguous_s", "j_speedup", "j_layout"],
 }
 
 
@@ -34,6 +35,7 @@ def test_quick_perf_prints_every_figure_and_one_inference_pass(capsys):
     assert set(figures["e_bank_size_s"]) == {"2", "4"} and len(figures["e_dataset_size_s"]) == 2
     assert all(figures[k] > 0 for k in ("a_suite_s", "a_bare_s", "b_stacked_s", "b_sequential_s", "d_total_s"))
     assert figures["h_max_weight_diff"] == 0.0  # the bare loop trained the group's very models
+    assert figures["j_layout"] == "contiguous" and figures["j_channels_last_s"] > 0  # digits' mlp: the default
     assert figures["g_digits"]["cells"] == 2 and figures["g_digits"]["rows"] == 2  # two cells of one method
 
 

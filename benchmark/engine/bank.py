@@ -21,7 +21,7 @@ from attacks.outputs import Outputs
 from benchmark.core.hashing import config_hash, derive_seed
 from benchmark.engine.cache import ModelCache
 from benchmark.engine.fitting import DEFAULT_FIT, FitSettings
-from benchmark.engine.models import build_model
+from benchmark.engine.models import build_model, model_layout
 from benchmark.engine.outputs import OutputsProvider
 from benchmark.engine.phases import BANK_TRAINING
 from benchmark.engine.preset import Preset
@@ -54,7 +54,8 @@ class ModelBank:
     def _config(self, role: str, index: int) -> dict[str, Any]:
         config = {"role": role, "index": index, "dataset": self.dm.name, "partition": self.dm.partition_hash,
                   "model": self.preset.model, "recipe": self.preset.train.to_dict(),
-                  "augment": self.dm.augment, "seed": self.dm.seed, "code": TRAINING_CODE_VERSION}
+                  "augment": self.dm.augment, "seed": self.dm.seed, "code": TRAINING_CODE_VERSION,
+                  **model_layout(self.preset.model)}
         if role == "retrained":
             config["forget_classes"] = list(self.dm.forget_classes)
         if self._vectorised(role, index):  # its own reference: never shares an entry with the exact path

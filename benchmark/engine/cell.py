@@ -34,6 +34,7 @@ from benchmark.engine.bank import ModelBank
 from benchmark.engine.callbacks import attack_callbacks
 from benchmark.engine.fitting import DEFAULT_FIT, FitSettings
 from benchmark.engine.grouped import fit_group, group_refusal, loaders_refusal
+from benchmark.engine.models import model_layout
 from benchmark.engine.outputs import OutputsProvider
 from benchmark.engine.phases import SHADOW_UNLEARNING, UNLEARNING
 from benchmark.engine.preset import Preset
@@ -136,7 +137,8 @@ def cell_config(preset: Preset, method: UnlearningMethod, dm: UnlearningDataModu
     preset_part = preset_settings(preset) | {"name": preset.name, "methods": None}
     return {"preset": preset_part, "method": method.name, "hparams": method.method_hparams(),
             "forget_classes": list(dm.forget_classes), "seed": dm.seed, "split": dm.split_hash,
-            "attacks": dataclasses.asdict(options), "version": benchmark.__version__, "protocol": benchmark.PROTOCOL}
+            "attacks": dataclasses.asdict(options), "version": benchmark.__version__, "protocol": benchmark.PROTOCOL,
+            **model_layout(preset.model)}
 
 
 def training_config(preset: Preset, method: UnlearningMethod, dm: UnlearningDataModule) -> dict[str, Any]:

@@ -132,6 +132,8 @@ class StackedClassifier(L.LightningModule):
         # The architecture only: functional_call supplies every tensor, so it needs no storage of its own. Kept
         # out of the registered submodules, so that moving this module between devices never touches it.
         object.__setattr__(self, "template", copy.deepcopy(models[0]).to("meta").train())
+        if getattr(self.template, "channels_last", False):  # vmap cannot restride its inputs; layout is moot here
+            self.template.channels_last = False
         self.recipe = recipe
         self.size = len(models)
 

@@ -20,7 +20,11 @@ g. whole grids, every forget class x 3 seeds with every method: digits' 30 cells
    minutes on 2 CPU cores). An hour and more on such a machine: ``bench perf --only g`` runs them alone;
 h. the suite's grouped fit of 8 bank models against a bare PyTorch loop training the same 8 models on the
    same batches in the same order: ``h_suite_s``, ``h_bare_s``, ``h_ratio`` (target <= 1.3) and
-   ``h_max_weight_diff`` (0: the same work).
+   ``h_max_weight_diff`` (0: the same work);
+j. the preset model's memory layout: one bank model's epochs as a bare loop with channels-last weights and
+   inputs against the default (contiguous) layout, same batches: ``j_channels_last_s``, ``j_contiguous_s``,
+   ``j_speedup`` and ``j_layout``, the layout the model is registered with (``small_cnn`` and ``fast_resnet``
+   train channels-last because this figure says it pays on CPU).
 
 Grid runs (d, e) happen in child processes, each with a fresh cache, so their peak memory is their own.
 """
@@ -256,6 +260,31 @@ def figure_h(preset: Preset, dm, plan: PerfPlan) -> dict[str, float]:
             "h_ratio": suite_s / bare_s, "h_max_weight_diff": diff}
 
 
+def figure_j(preset: Preset, dm, plan: PerfPlan) -> dict[str, Any]:
+    from benchmark.engine.bank import ModelBank
+    from benchmark.engine.models import model_layout
+    from benchmark.engine.training import seeded_build
+
+    train = dataclasses.replace(preset.train, epochs=plan.stack_epochs or 2)
+    bank = ModelBank(preset, dm, cache=None)
+    member = bank.stackable()[0][0]
+
+    def fit(layout: torch.memory_format) -> torch.nn.Module:
+        model = seeded_build(bank.new_model, bank.member_seed(*member))().to(memory_format=layout)
+        if hasattr(model, "channels_last"):
+            model.channels_last = layout is torch.channels_last
+        bare_group([model], [bank.member_loader(*member)], train)
+        return model
+
+    last_s, plain_s = float("inf"), float("inf")
+    for _ in range(plan.repeats):  # interleaved, as in h
+        last_s = min(last_s, _best_of(1, lambda: fit(torch.channels_last))[0])
+        plain_s = min(plain_s, _best_of(1, lambda: fit(torch.contiguous_format))[0])
+    return {"j_model": preset.model, "j_epochs": train.epochs, "j_channels_last_s": last_s,
+            "j_contiguous_s": plain_s, "j_speedup": plain_s / last_s,
+            "j_layout": model_layout(preset.model).get("memory_format", "contiguous")}
+
+
 # -- c: inference passes in one cell ------------------------------------------------------------------------------
 def figure_c(preset: Preset, dm, cache, plan: PerfPlan) -> dict[str, float]:
     from benchmark.engine.bank import ModelBank
@@ -389,7 +418,7 @@ def _dataset_curve(preset: Preset, dm, plan: PerfPlan) -> dict[str, float]:
 
 
 # -- the command ----------------------------------------------------------------------------------------------------
-FIGURE_NAMES = ("a", "b", "c", "d", "e", "f", "g", "h")
+FIGURE_NAMES = ("a", "b", "c", "d", "e", "f", "g", "h", "j")
 
 
 def run_perf(preset_name: str, *, methods: str = "all", quick: bool = False, only: Sequence[str] = FIGURE_NAMES,
@@ -423,7 +452,8 @@ def run_perf(preset_name: str, *, methods: str = "all", quick: bool = False, onl
                  ("f", lambda: figure_f(figures if "d_total_s" in figures else figure_d(preset.name, methods, plan),
                                         preset, plan)),
                  ("g", lambda: figure_g(methods, plan)),
-                 ("h", lambda: figure_h(preset, dm, plan))]
+                 ("h", lambda: figure_h(preset, dm, plan)),
+                 ("j", lambda: figure_j(preset, dm, plan))]
         for name, measure in steps:
             if name not in only:
                 continue
