@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor, nn
 
+from benchmark.core.distributed import every_rank
 from benchmark.core.epoch_mean import EpochMean
 from benchmark.core.errors import ConfigError, refuse_repeats
 from benchmark.core.recipes import TrainRecipe, make_lightning_optimizers
@@ -127,8 +128,10 @@ class UnlearningMethod(L.LightningModule):
         return self.checked(loss)
 
     def checked(self, loss: Tensor) -> Tensor | None:
-        """Log the loss; on a non-finite loss mark the run diverged and stop training."""
-        if not torch.isfinite(loss):
+        """Log the loss; on a non-finite loss mark the run diverged and stop training. Under several
+        processes the ranks decide together: one rank's non-finite loss stops every rank at this step, each
+        marked diverged (a rank stopping alone would hang the others)."""
+        if not every_rank(self._trainer, bool(torch.isfinite(loss))):
             self.diverged = True
             self.trainer.should_stop = True
             return None
@@ -228,7 +231,7 @@ def get_method(name: str) -> type[UnlearningMethod]:
 # The order of the built-in methods in `bench list` and `--methods all`: the references first, then
 # the baselines roughly by age. Methods from plugins follow in the order they registered.
 BUILTIN_ORDER = ("original", "retrain", "ft", "ga", "neggrad_plus", "rl", "bs", "be", "l1", "salun", "scrub", "ssd",
-                 "unsir", "bad_teacher", "svd", "amun", "rwft", "trw")
+                 "unsir", "bad_teacher", "svd", "amun", "delete", "rwft", "trw")
 
 
 def method_names() -> list[str]:
