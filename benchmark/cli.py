@@ -3,6 +3,7 @@
     bench run [--preset NAME] [--methods all|a,b,c] [--forget-classes 3 8 | 3,5] [--seeds 0 1] [--out DIR]
     bench tune [--preset NAME] [--methods all|a,b] [--trials N] [--objective privacy|utility] [--study DIR] [--write]
     bench rescore DIR [DIR ...] [--out OUT] [--cache CACHE] [--neighbours K] [--nn-feature F] ...
+    bench score DIR [--json] [--neighbours K] [--nn-feature F] ...
     bench list
     bench leaderboard [--runs DIR ...] [--output leaderboard.md] [--check]
     bench perf [--preset NAME] [--methods all|a,b,c] [--quick] [--json] [--threads N] [--only a,b,...]
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -23,6 +26,9 @@ from rich.text import Text
 from attacks import AttackOptions, AttackOptionsError
 from attacks.functional import FEATURE_KINDS, MIA_SIGNALS
 from benchmark.core.errors import BenchError, ConfigError, refuse_repeats
+from benchmark.core.interrupts import Received, signals_interrupt
+from benchmark.core.registry import unknown_name_message
+from benchmark.core.writable import check_writable
 from benchmark.engine.preset import DEFAULT_PRESET, Bank, load_preset, preset_names
 from benchmark.report.leaderboard import render_markdown, rich_tables
 from benchmark.report.store import RESULTS_FILE, read_rows
@@ -55,9 +61,45 @@ RESERVED_TRAINER_ARGS = frozenset({"max_epochs", "callbacks", "logger", "enable_
                                    "enable_model_summary", "num_sanity_val_steps"})
 
 
+DEVICES_HELP = "a positive count like 2, device ids like '0,1' (one id: '0,'), -1 for all, or auto"
+
+
 def parse_devices(text: str) -> int | str:
     """``--devices 2`` -> 2; ``auto``, ``0,1`` (device ids) and ``-1`` (all) as Lightning takes them."""
+    text = text.strip()
     return int(text) if text.lstrip("-").isdigit() else text
+
+
+def check_devices(value, flag: str = "--devices") -> None:
+    """Refuse what Lightning would refuse only when the first Trainer is built, with a traceback: zero or
+    negative counts (but -1), ids that are not non-negative integers, an id given twice."""
+    if value == "auto" or (type(value) is int and (value >= 1 or value == -1)):  # type(): True is no count
+        return
+    ids = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else []
+    ids = [i.strip() if isinstance(i, str) else i for i in ids]
+    ids = [i for i in ids if i != ""]  # '0,' is the one-id list [0]
+    if not ids or not all(type(i) is int and i >= 0 or isinstance(i, str) and i.isdigit() for i in ids):
+        raise ConfigError(f"{flag} must be {DEVICES_HELP}; got {value!r}")
+    refuse_repeats(flag, [int(i) for i in ids], "device id")
+
+
+def trainer_parameters() -> list[str]:
+    """The keyword arguments ``lightning.Trainer`` accepts, from its signature (so a new Lightning's new
+    arguments are accepted without a change here)."""
+    import inspect
+
+    import lightning as L
+
+    return [name for name in inspect.signature(L.Trainer.__init__).parameters if name != "self"]
+
+
+def check_trainer_key(key: str) -> None:
+    """``--trainer KEY=...``: KEY must be a Trainer argument the benchmark does not set itself."""
+    if key in RESERVED_TRAINER_ARGS:
+        raise ConfigError(f"--trainer {key}: the benchmark sets {key} itself for every fit")
+    known = [name for name in trainer_parameters() if name not in RESERVED_TRAINER_ARGS]
+    if key not in known:
+        raise ConfigError("--trainer: " + unknown_name_message("Lightning Trainer argument", key, known))
 
 
 def trainer_arguments(args: argparse.Namespace) -> dict:
@@ -79,21 +121,37 @@ def trainer_arguments(args: argparse.Namespace) -> dict:
         kwargs["num_nodes"] = args.num_nodes
     if args.precision is not None:
         kwargs["precision"] = args.precision
+    origin: dict[str, str] = {}  # the flag each overridden value came from, for the error messages
     for item in args.trainer or []:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise ConfigError(f"--trainer takes KEY=VALUE (a Lightning Trainer argument), got {item!r}")
-        if key in RESERVED_TRAINER_ARGS:
-            raise ConfigError(f"--trainer {key}: the benchmark sets {key} itself for every fit")
+        check_trainer_key(key)
         kwargs[key] = yaml.safe_load(value)
+        origin[key] = f"--trainer {key}"
+    check_devices(kwargs["devices"], origin.get("devices", "--devices"))
+    num_nodes = kwargs.get("num_nodes", 1)
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
+        raise ConfigError(f"{origin.get('num_nodes', '--num-nodes')} must be a positive number of machines, "
+                          f"got {num_nodes}")
     return kwargs
+
+
+def run_loggers(args: argparse.Namespace):
+    """The ``--logger`` choices as the command's Lightning loggers (a missing package fails here, before any
+    work), or None: no logger, as without the flag."""
+    if not args.logger:
+        return None
+    from benchmark.engine.loggers import RunLoggers
+
+    return RunLoggers(args.logger)
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from benchmark.core.distributed import is_writer
     from benchmark.engine.callbacks import declared_metrics
-    from benchmark.engine.fitting import FitSettings
+    from benchmark.engine.fitting import FitSettings, check_trainer_settings
     from benchmark.engine.grid import Display, RunPaths, run_benchmark  # imports Lightning: only when running
     from benchmark.engine.shard import Shard
 
@@ -112,12 +170,18 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     refuse_repeats("--seeds", args.seeds or [], "seed")
     if any(seed < 0 for seed in args.seeds or []):
         raise ConfigError(f"--seeds must be non-negative integers, got {args.seeds}")
-    trainer_kwargs = trainer_arguments(args)
+    fit = FitSettings(trainer_kwargs=trainer_arguments(args), stacking=args.stacking, loggers=run_loggers(args))
+    check_trainer_settings(fit)
     shard = Shard.parse(args.shard)
-    summary = run_benchmark(preset, methods, forget_classes=parse_forget_classes(args.forget_classes),
+    forget_classes = parse_forget_classes(args.forget_classes)
+    # last, as they create the directories: a cache or run directory that cannot be written fails now,
+    # not after the first models have trained
+    out = check_writable(args.out or Path("runs") / preset.name, "--out")
+    cache = check_writable(args.cache or Path("runs") / "cache", "--cache")
+    args.kept = functools.partial(kept_summary, rows=out, cache=cache)
+    summary = run_benchmark(preset, methods, forget_classes=forget_classes,
                             seeds=args.seeds, options=options, shard=shard,
-                            paths=RunPaths(out=args.out, cache=args.cache, data_root=args.data_root),
-                            fit=FitSettings(trainer_kwargs=trainer_kwargs, stacking=args.stacking),
+                            paths=RunPaths(out=out, cache=cache, data_root=args.data_root), fit=fit,
                             display=Display(progress=not args.quiet, console=console if not args.quiet else None,
                                             on_row=(lambda row: console.print(row_line(row))) if args.verbose else None,
                                             lightning_messages=args.verbose),
@@ -140,14 +204,18 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_tune(args: argparse.Namespace, console: Console) -> int:
-    from benchmark.engine.fitting import FitSettings
+    from benchmark.engine.fitting import FitSettings, check_trainer_settings
     from benchmark.engine.tuning import install_records, run_tuning  # imports Lightning and Optuna: only when tuning
 
     for module in args.plugin or []:
         load_plugin(module)
     preset = load_preset(args.preset, tuned=False)  # a study starts from the hand-set values
     methods = resolve_methods(args.methods)
-    study = Path(args.study or Path("runs") / "tune" / preset.name)
+    fit = FitSettings(trainer_kwargs=trainer_arguments(args), stacking=args.stacking, loggers=run_loggers(args))
+    check_trainer_settings(fit)
+    study = check_writable(args.study or Path("runs") / "tune" / preset.name, "--study")
+    cache = check_writable(args.cache or Path("runs") / "cache", "--cache")
+    args.kept = functools.partial(kept_summary, trials=study, cache=cache)
     tuning = preset.tuning
     console.print(f"bench tune: {preset.name}, {len(methods)} methods, objective {args.objective}, "
                   f"{args.trials or tuning.trials} trials each on seeds {list(tuning.seeds)} x forget classes "
@@ -158,9 +226,8 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
             console.print(f"  {name} trial {number}: " + ("pruned" if value != value else f"{value:.4f}"))
 
     records = run_tuning(preset, methods, trials=args.trials, objective=args.objective, study_dir=study,
-                         cache=args.cache or Path("runs") / "cache",
-                         fit=FitSettings(trainer_kwargs=trainer_arguments(args), stacking=args.stacking),
-                         data_root=args.data_root, command=args.command_line, on_trial=on_trial)
+                         cache=cache, fit=fit, data_root=args.data_root, command=args.command_line,
+                         on_trial=on_trial)
     for name, record in records.items():
         console.print(f"{name}: best {record['best_value']:.4f} (published {record['published_value']}) "
                       f"after {record['trials']} trials: {record['hparams']}")
@@ -174,14 +241,39 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace, console: Console) -> int:
-    from benchmark.engine.rescore import rescore_runs  # imports Lightning: only when rescoring
+    from benchmark.engine.rescore import default_out, rescore_runs  # imports Lightning: only when rescoring
 
     for module in args.plugin or []:
         load_plugin(module)
+    out = check_writable(default_out([Path(d) for d in args.dirs], args.out), "--out", keep=False)  # DIR checks follow
+    args.kept = functools.partial(kept_summary, rows=out)
     summary = rescore_runs(args.dirs, out=args.out, cache=args.cache, options=attack_options(args),
                            command=args.command_line, data_root=args.data_root)
     console.print(f"{len(summary.rows)} rows rescored, {summary.skipped} rows skipped (already in {summary.out_dir}), "
                   f"{summary.trained_models} models trained -> {Path(summary.out_dir) / RESULTS_FILE}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    from benchmark.engine.callbacks import declared_metrics  # imports Lightning: only when scoring
+    from benchmark.engine.score import score_outputs
+    from benchmark.engine.score_files import load_outputs
+    from benchmark.report.scorecard import scorecard
+
+    for module in args.plugin or []:
+        load_plugin(module)
+    inputs = load_outputs(args.dir)
+    scores = score_outputs(inputs, options=attack_options(args))
+    if args.json:
+        print(json.dumps(scores.to_dict()), flush=True)
+        return 0
+    title = (f"{args.dir}: forget classes {list(inputs.forget_classes)}, {len(inputs.references)} references, "
+             f"{len(inputs.shadows)} in-shadows, {len(inputs.retrained)} null models")
+    notes = ["oracle: what a retrained model scores (MIA-NN: the null mean over the null models); gaps as the "
+             "leaderboard's", *(f"not computed: {e}" for e in scores.diagnostics.get("errors", []))]
+    console.print(scorecard(scores.metrics, scores.oracle, scores.gaps(), declared_metrics(), title=title, notes=notes))
     return 0
 
 
@@ -346,6 +438,12 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how bank models train together: grouped (exact, the default), vmap (one vectorised "
                              "stack, equal to separate fits only to rounding) or auto (the faster, timed once per "
                              "model and device and remembered in the cache)")
+    from benchmark.engine.loggers import LOGGERS  # names only; the loggers' packages load when one is asked for
+
+    parser.add_argument("--logger", action="append", choices=LOGGERS, metavar="NAME",
+                        help=f"log every fit's per-epoch loss and every row's metrics with a Lightning logger: "
+                             f"{', '.join(LOGGERS)} (repeatable; files under logs/ in the run or study directory, "
+                             "W&B offline; README: Logging)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -409,6 +507,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_attack_arguments(rescore)
     rescore.set_defaults(func=cmd_rescore)
 
+    score = sub.add_parser("score", help="every score of your own unlearning run, from a directory of its models' "
+                           "outputs (README: Score your own unlearning run)")
+    score.add_argument("dir", metavar="DIR", help="a directory written by benchmark.engine.score_files.save_outputs")
+    score.add_argument("--json", action="store_true", help="print the scores as one JSON object instead of a table")
+    score.add_argument("--plugin", action="append", metavar="MODULE",
+                       help="import MODULE first, for the attacks it registers (repeatable)")
+    add_attack_arguments(score)
+    score.set_defaults(func=cmd_score)
+
     lst = sub.add_parser("list", help="list methods, presets, datasets and models")
     lst.add_argument("--plugin", action="append", metavar="MODULE", help="import MODULE first (repeatable)")
     lst.set_defaults(func=cmd_list)
@@ -441,14 +548,81 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = shlex.join(["bench", *argv])
     # wide tables when piped to a file or CI log; the terminal's own width otherwise
     console = Console() if sys.stdout.isatty() else Console(width=200)
-    try:
-        return args.func(args, console)
-    except USER_ERRORS as exc:
-        Console(stderr=True).print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False)
-        return 2
-    except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted: finished rows are kept; run the same command again to resume")
-        return 130
+    with signals_interrupt() as received:
+        try:
+            return args.func(args, console)
+        except USER_ERRORS as exc:
+            Console(stderr=True, soft_wrap=True).print(Text("error: ", style="bold red") + Text(str(exc)),
+                                                       highlight=False)  # soft_wrap: one line, whatever the width
+            return 2
+        except SystemExit:
+            if received.signal is None:  # an exit of its own, not Lightning's after an interrupted fit
+                raise
+        except KeyboardInterrupt:
+            pass
+    report_interruption(args, received)  # with the usual handlers back: a second Ctrl-C stops the report
+    return received.exit_status()
+
+
+def report_interruption(args: argparse.Namespace, received: Received) -> None:
+    """One line on stderr (on rank 0 only): which signal, what the disk keeps, that the command resumes."""
+    from benchmark.core.distributed import is_writer
+
+    if not is_writer():
+        return
+    name = (received.signal or signal.SIGINT).name
+    kept = getattr(args, "kept", None)
+    if kept is None:  # set by the command once its directories are checked, just before its work starts
+        line = f"interrupted ({name}) before any work started"
+    else:
+        line = f"interrupted ({name}): {kept()}; the same command resumes"
+    Console(stderr=True, soft_wrap=True).print(line, highlight=False)
+
+
+def kept_summary(*, rows: Path | None = None, trials: Path | None = None, cache: Path | None = None) -> str:
+    """What an interrupted command leaves for the next one, counted on disk:
+    ``12 rows kept in runs/digits, 40 trained models kept in runs/cache``."""
+    def counted(n: int, noun: str) -> str:
+        return f"{n} {noun}{'' if n == 1 else 's'}"
+
+    parts = []
+    if rows is not None:
+        parts.append(f"{counted(count_rows(rows), 'row')} kept in {rows}")
+    if trials is not None:
+        parts.append(f"{counted(count_trials(trials), 'finished trial')} kept in {trials}")
+    if cache is not None:
+        parts.append(f"{counted(count_models(cache), 'trained model')} kept in {cache}")
+    return ", ".join(parts)
+
+
+def count_rows(run_dir: Path) -> int:
+    """Rows of ``run_dir``'s results file (appended whole; a torn line of a killed writer is not counted)."""
+    import warnings
+
+    path = run_dir / RESULTS_FILE
+    if not path.exists():
+        return 0
+    with warnings.catch_warnings():  # read_rows warns about torn lines; here only the count matters
+        warnings.simplefilter("ignore")
+        return len(read_rows(path))
+
+
+def count_models(cache: Path) -> int:
+    """Finished model entries of a model cache: each has its metadata file, written once its weights are."""
+    return sum(1 for _ in (cache / "models").rglob("*.json"))
+
+
+def count_trials(study: Path) -> int:
+    """Finished (complete or pruned) trials of every Optuna study in ``study/study.db``."""
+    db = study / "study.db"
+    if not db.exists():
+        return 0
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{db.resolve()}")
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return sum(len(optuna.load_study(study_name=summary.study_name, storage=storage).get_trials(states=finished))
+               for summary in optuna.get_all_study_summaries(storage))
 
 
 if __name__ == "__main__":

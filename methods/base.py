@@ -128,15 +128,24 @@ class UnlearningMethod(L.LightningModule):
         return self.checked(loss)
 
     def checked(self, loss: Tensor) -> Tensor | None:
-        """Log the loss; on a non-finite loss mark the run diverged and stop training. Under several
-        processes the ranks decide together: one rank's non-finite loss stops every rank at this step, each
-        marked diverged (a rank stopping alone would hang the others)."""
+        """Log the loss; on a non-finite loss mark the run diverged and stop training (None: no step). Under
+        several processes the ranks decide together: one rank's non-finite loss stops every rank at this
+        step, each marked diverged (a rank stopping alone would hang the others)."""
         if not every_rank(self._trainer, bool(torch.isfinite(loss))):
             self.diverged = True
             self.trainer.should_stop = True
-            return None
+            return None if self.trainer.world_size == 1 else self._standstill()
         self.epoch_loss.add(self, loss)  # one self.log per epoch, not per step: see EpochMean
         return loss
+
+    def _standstill(self) -> Tensor:
+        """The last step of a diverged multi-process fit, leaving the weights as a skipped step would: DDP
+        cannot skip a step (Lightning refuses None, and every rank's backward joins one gradient all-reduce),
+        so every parameter gets a zero gradient and every optimiser a zero learning rate."""
+        for optimiser in self.trainer.optimizers:
+            for group in optimiser.param_groups:
+                group["lr"] = 0.0
+        return sum((p * 0).sum() for p in self.parameters() if p.requires_grad)
 
     def trainable_parameters(self):
         return self.model.parameters()

@@ -94,7 +94,7 @@ def test_leaderboard_renders_and_checks(first_run, tmp_path, capsys):
     assert main(["leaderboard", "--runs", str(root / "digits"), "--output", str(board), "--check"]) == 1
 
 
-VOLATILE = ("started", "finished", "command")  # dates and the tmp paths of this run
+VOLATILE = ("started", "finished", "command", "provenance")  # dates, the tmp paths of this run, the machine
 TIMINGS = ("time_s", "time_ratio")
 
 

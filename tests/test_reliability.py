@@ -223,7 +223,7 @@ def _linear_entry(tmp_path: Path) -> tuple[ModelCache, dict, Path, list]:
 
     config = {"role": "original", "seed": 0}
     _, meta = cache.get_or_train(config, lambda: nn.Linear(2, 2), train)
-    return cache, config, next(tmp_path.rglob(f"{meta['key']}.pt")), (calls, train)
+    return cache, config, next(tmp_path.rglob(f"{meta['key']}.safetensors")), (calls, train)
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -248,7 +248,7 @@ def test_damaged_cache_entry_is_rebuilt_with_a_warning(tmp_path, damage, message
 def test_damaged_cached_outputs_are_not_returned(tmp_path):
     cache = ModelCache(tmp_path)
     cache.store_outputs("m", "s", {"D_f": torch.randn(3, 2)})
-    blob = next((tmp_path / "outputs").rglob("*.pt"))
+    blob = next((tmp_path / "outputs").rglob("*.safetensors"))
     blob.write_bytes(blob.read_bytes()[:-5])
     with pytest.warns(UserWarning, match="checksum"):
         assert cache.outputs("m", "s") is None
@@ -267,7 +267,7 @@ class _Exploit:
 
 
 def test_malicious_pickle_in_the_cache_is_never_executed(tmp_path):
-    """Even with a forged checksum, a cache entry holding code is refused (weights_only) and rebuilt."""
+    """Even with a forged checksum, a cache entry holding code is refused (not safetensors) and rebuilt."""
     cache, config, pt, (calls, train) = _linear_entry(tmp_path)
     marker = tmp_path / "pwned"
     payload = pickle.dumps({"weight": _Exploit(marker)}, protocol=2)
@@ -278,7 +278,7 @@ def test_malicious_pickle_in_the_cache_is_never_executed(tmp_path):
         pt.write_bytes(data)
         meta = json.loads(meta_path.read_text())
         meta_path.write_text(json.dumps(meta | {"sha256": hashlib.sha256(data).hexdigest()}))
-        with pytest.warns(UserWarning, match="more than tensors"):
+        with pytest.warns(UserWarning, match="not a valid safetensors file"):
             cache.get_or_train(config, lambda: nn.Linear(2, 2), train)
         assert not marker.exists()
     assert len(calls) == 3
@@ -324,7 +324,9 @@ def test_no_code_path_unpickles_anything_but_dataset_files():
             if name in {"pickle.load", "pickle.loads", "pickle.Unpickler", "joblib.load", "dill.load", "dill.loads"}:
                 assert path in allowed_pickle, f"{where}: {name} outside the dataset readers"
             if name == "np.load":
-                assert not any(k.arg == "allow_pickle" for k in call.keywords), f"{where}: np.load(allow_pickle=...)"
+                pickles = [k for k in call.keywords if k.arg == "allow_pickle"
+                           and not (isinstance(k.value, ast.Constant) and k.value.value is False)]
+                assert not pickles, f"{where}: np.load(allow_pickle=...) other than False"
 
 
 def test_entry_point_plugins_load_only_when_named(monkeypatch):
@@ -438,6 +440,22 @@ def test_run_directory_refuses_another_configuration_but_takes_shards_of_its_own
     message = str(info.value)
     assert "settings.bank.references is 8 here but 2 in the directory" in message
     assert 'version is "0.2.0" here but "0.1.0" in the directory' in message and "new --out" in message
+
+
+def test_a_method_new_to_the_directory_is_growth_but_a_changed_one_is_not(tmp_path):
+    """A later run may add a method (its hyperparameters are new to the manifest, and change no row there);
+    changing a recorded method's hyperparameters is still another configuration."""
+    config = copy.deepcopy(CONFIG)
+    config["settings"]["methods"] = {"ft": {"lr": 0.01}}
+    store = ResultStore(tmp_path)
+    store.claim(config)
+    store.append(a_row())
+    grown = copy.deepcopy(config)
+    grown["settings"]["methods"]["delete"] = {"lr": 0.001, "epochs": 20}
+    ResultStore(tmp_path).claim(grown)  # allowed
+    grown["settings"]["methods"]["ft"] = {"lr": 0.02}
+    with pytest.raises(RunDirError, match="settings.methods.ft.lr is 0.02 here but 0.01"):
+        ResultStore(tmp_path).claim(grown)
 
 
 def test_manifest_is_written_with_the_first_row_only(tmp_path):

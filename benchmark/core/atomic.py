@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import io
 import os
-import pickle  # only for its exception type: nothing here unpickles
 import tempfile
 from pathlib import Path
-
-import torch
 
 
 def _durable_temp(path: Path, data: bytes) -> str:
@@ -34,30 +30,20 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def torch_save_atomic(obj: object, path: Path) -> str:
-    """Save tensors (a state dict, a dict of tensors) atomically; return the file's sha256."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    data = buffer.getvalue()
+def write_checked_atomic(path: Path, data: bytes) -> str:
+    """:func:`write_bytes_atomic`, returning the sha256 that :func:`read_checked` will ask for."""
     write_bytes_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
-def torch_load_checked(path: Path, sha256: str) -> object | None:
-    """Load a file saved by :func:`torch_save_atomic` if its checksum matches, else None.
-
-    Loads with ``weights_only=True``: nothing but tensors and plain containers is ever unpickled.
-    """
+def read_checked(path: Path, sha256: str) -> bytes | None:
+    """The bytes of ``path`` if their sha256 is ``sha256``; None if they differ (a torn or damaged file) or
+    the file cannot be read."""
     try:
         data = path.read_bytes()
     except OSError:
         return None
-    if hashlib.sha256(data).hexdigest() != sha256:
-        return None
-    try:
-        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError:  # more than tensors (a forged entry): refused, rebuilt by the caller
-        return None
+    return data if hashlib.sha256(data).hexdigest() == sha256 else None
 
 
 def append_line(path: Path, line: str) -> None:

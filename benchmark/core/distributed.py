@@ -61,6 +61,16 @@ def agree(compute: Callable[[], T]) -> T:
     return value
 
 
+def every_rank(trainer: L.Trainer | None, flag: bool) -> bool:
+    """True on every rank when ``flag`` holds on every rank of ``trainer``'s processes, else False on every
+    rank: a step's decision that all ranks must take together (a rank that stopped alone would leave the
+    others waiting forever in the next gradient all-reduce). A collective, so every rank calls it at the
+    same step; a single process (or no Trainer) gets ``flag`` back without any communication."""
+    if trainer is None or trainer.world_size <= 1:
+        return flag
+    return trainer.strategy.reduce_boolean_decision(flag, all=True)
+
+
 class NothingModule(L.LightningModule):
     """The smallest module a Trainer accepts: the engine's rendezvous fits it to start every process."""
 

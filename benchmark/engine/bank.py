@@ -21,10 +21,12 @@ from attacks.outputs import Outputs
 from benchmark.core.hashing import config_hash, derive_seed
 from benchmark.engine.cache import ModelCache
 from benchmark.engine.fitting import DEFAULT_FIT, FitSettings
+from benchmark.engine.loggers import log_name
 from benchmark.engine.models import build_model, model_layout
 from benchmark.engine.outputs import OutputsProvider
 from benchmark.engine.phases import BANK_TRAINING
 from benchmark.engine.preset import Preset
+from benchmark.engine.provenance import weights_key
 from benchmark.engine.stacked import choose_stacking, fit_stack, stack_refusal
 from benchmark.engine.training import fit_classifier, seeded_build
 from datamodules.base import UnlearningDataModule
@@ -55,7 +57,7 @@ class ModelBank:
         config = {"role": role, "index": index, "dataset": self.dm.name, "partition": self.dm.partition_hash,
                   "model": self.preset.model, "recipe": self.preset.train.to_dict(),
                   "augment": self.dm.augment, "seed": self.dm.seed, "code": TRAINING_CODE_VERSION,
-                  **model_layout(self.preset.model)}
+                  **model_layout(self.preset.model), **weights_key(self.fit)}  # several devices etc.: own keys
         if role == "retrained":
             config["forget_classes"] = list(self.dm.forget_classes)
         if self._vectorised(role, index):  # its own reference: never shares an entry with the exact path
@@ -96,6 +98,14 @@ class ModelBank:
             return "original" if index == 0 else "in-shadow"
         return "oracle" if index == 0 else "reference" if index <= self.preset.bank.references else "retrained"
 
+    def member_name(self, role: str, index: int) -> str:
+        """A bank model's label in progress bars: ``oracle``, ``reference 2``, ``in-shadow 3``."""
+        return self.role_name(role, index) + (f" {index}" if index else "")
+
+    def log_name(self, role: str, index: int) -> str:
+        """The name a bank model's fit logs under (``bank/reference-2/forget-3_seed-0``: :mod:`.loggers`)."""
+        return log_name("bank", self.member_name(role, index), self.dm.forget_classes, self.dm.seed)
+
     def about(self, role: str, index: int) -> dict[str, Any]:
         """What a bank model is, recorded with its cache entries (the preset and seed of the cell that wrote
         it; forget classes only where the model depends on them, as in its key)."""
@@ -129,16 +139,17 @@ class ModelBank:
 
     def _get(self, role: str, index: int) -> tuple[nn.Module, dict[str, Any]]:
         seed = self.member_seed(role, index)
-        name = self.role_name(role, index) + (f" {index}" if index else "")
+        name = self.member_name(role, index)
 
         def train(model: nn.Module) -> dict[str, Any]:
             with self.fit.phase(BANK_TRAINING):
                 if self._vectorised(role, index):  # a stack of one: the path its key records
                     seconds = fit_stack([model], [self.member_loader(role, index)], self.preset.train, seed=seed,
-                                        fit=self.fit, description=f"train {name}", vectorise=True)
+                                        fit=self.fit, description=f"train {name}", vectorise=True,
+                                        labels=[self.log_name(role, index)])
                     return {"train_time_s": seconds, "epochs": self.preset.train.epochs, "stacking": "vmap"}
                 return fit_classifier(model, self.member_loader(role, index), self.preset.train, seed=seed,
-                                      fit=self.fit, description=f"train {name}")
+                                      fit=self.fit, description=f"train {name}", log_as=self.log_name(role, index))
 
         model, meta = self.cache.get_or_train(self._config(role, index), seeded_build(self.new_model, seed), train,
                                               about=self.about(role, index))
@@ -185,7 +196,7 @@ class ModelBank:
             seconds = fit_stack(models, [self.member_loader(*m) for m in members], self.preset.train,
                                 seed=self.member_seed(*members[0]), fit=self.fit,
                                 description=f"train {len(members)} bank models as one group",
-                                vectorise=self.stacking == "vmap")
+                                vectorise=self.stacking == "vmap", labels=[self.log_name(*m) for m in members])
         # A member's train_time_s is its share of the group's wall time (the group's time divided by its size);
         # stack_size says so.
         meta = {"train_time_s": seconds / len(models), "epochs": self.preset.train.epochs, "stack_size": len(models),

@@ -2,9 +2,11 @@
 
 Every entry is keyed by a hash of the resolved configuration that produced it (dataset, split,
 model, recipe, seed, role, forget classes where relevant), so a changed configuration never reuses
-a stale artefact. An entry is two files: ``<key>.pt`` (the weights) and ``<key>.json`` (the
-configuration, training metadata and the weights' sha256), the JSON written last. An entry whose
-checksum does not match is rebuilt with a warning, never loaded.
+a stale artefact. An entry is two files: ``<key>.safetensors`` (the weights, or the outputs per split: a
+tensor tree, see :mod:`benchmark.core.tensorfile`) and ``<key>.json`` (the configuration, training metadata,
+the tensor file's format and sha256), the JSON written last. Nothing is pickled: an entry whose checksum
+does not match, or an old one written by ``torch.save`` (``<key>.pt``, its record naming no format), is
+rebuilt with a warning, never loaded.
 
 Several processes may share one cache: the ranks of a multi-device run (rank 0 alone reads the disk and
 writes; every rank gets its answer, see :mod:`benchmark.core.distributed`) and the shards of a grid (a lock
@@ -27,7 +29,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from benchmark.core.atomic import torch_load_checked, torch_save_atomic, write_bytes_atomic
+from benchmark.core import tensorfile
+from benchmark.core.atomic import read_checked, write_bytes_atomic, write_checked_atomic
 from benchmark.core.distributed import agree, is_writer
 from benchmark.core.errors import BenchError
 from benchmark.core.hashing import config_hash
@@ -77,27 +80,55 @@ class ModelCache:
 
     def _paths(self, key: str, kind: str) -> tuple[Path, Path]:
         folder = self.root / kind / key[:2]
-        return folder / f"{key}.pt", folder / f"{key}.json"
+        return folder / f"{key}.safetensors", folder / f"{key}.json"
 
-    def _read(self, key: str, kind: str) -> tuple[Any, dict] | None:
+    @staticmethod
+    def _record(meta_path: Path) -> dict | None:
+        """An entry's JSON record; None if it is unreadable (torn) or not a record at all."""
+        try:
+            record = json.loads(meta_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def _read(self, key: str, kind: str, *, warn: bool = True) -> tuple[Any, dict] | None:
+        """The entry's tensors and record, or None (with a warning, unless ``warn`` is off) if it is missing,
+        damaged or in the old pickle format."""
         blob, meta_path = self._paths(key, kind)
         if not meta_path.exists():
             return None
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            warnings.warn(f"cache entry {meta_path} is unreadable; rebuilding it", stacklevel=3)
-            return None
-        obj = torch_load_checked(blob, meta.get("sha256", ""))
-        if obj is None:
-            warnings.warn(f"cache entry {blob} is missing, fails its checksum or holds more than tensors; "
-                          "rebuilding it", stacklevel=3)
+        meta, obj, problem = self._record(meta_path), None, None
+        if meta is None:
+            problem = f"cache entry {meta_path} is unreadable; rebuilding it"
+        elif "format" not in meta:  # written by torch.save before entries were safetensors: never unpickled
+            problem = (f"cache entry {meta_path} is an old pickle entry (written by torch.save), which is never "
+                       "loaded; rebuilding it as safetensors")
+        elif meta["format"] != tensorfile.FORMAT:
+            problem = f"cache entry {meta_path} has format {meta['format']!r}, not {tensorfile.FORMAT!r}; rebuilding it"
+        else:
+            obj = self._load_tensors(blob, meta.get("sha256", ""))
+            if obj is None:
+                problem = (f"cache entry {blob} is missing, fails its checksum or is not a valid safetensors file; "
+                           "rebuilding it")
+        if problem is not None:
+            if warn:
+                warnings.warn(problem, stacklevel=3)
             return None
         return obj, meta
 
-    def _agreed_read(self, key: str, kind: str) -> tuple[Any, dict] | None:
+    @staticmethod
+    def _load_tensors(blob: Path, sha256: str) -> Any | None:
+        data = read_checked(blob, sha256)
+        if data is None:
+            return None
+        try:
+            return tensorfile.loads(data)
+        except tensorfile.TensorFileError:  # a forged file with a matching checksum: refused like a damaged one
+            return None
+
+    def _agreed_read(self, key: str, kind: str, *, warn: bool = True) -> tuple[Any, dict] | None:
         """:meth:`_read` by rank 0, its answer on every rank (no rank may train what another loads)."""
-        return agree(lambda: self._read(key, kind))
+        return agree(lambda: self._read(key, kind, warn=warn))
 
     def _claim(self, key: str, kind: str,
                about: dict[str, Any] | None) -> tuple[tuple[Any, dict] | None, EntryLock | None]:
@@ -113,12 +144,14 @@ class ModelCache:
                 raise self._missing(key, kind, about)
             return cached, None
         lock = EntryLock(self.root / "locks" / kind / f"{key}.lock")
+        warn = True  # once per claim: the looks while waiting, and the one under the lock, would repeat it
         while True:
-            cached = self._agreed_read(key, kind)
+            cached = self._agreed_read(key, kind, warn=warn)
+            warn = False
             if cached is not None:
                 return cached, None
             if agree(lock.try_acquire):
-                cached = self._agreed_read(key, kind)  # finished between our look and our lock
+                cached = self._agreed_read(key, kind, warn=False)  # finished between our look and our lock
                 if cached is None:
                     return None, lock
                 lock.release()
@@ -128,9 +161,9 @@ class ModelCache:
     def _missing(self, key: str, kind: str, about: dict[str, Any] | None) -> MissingCacheEntry:
         what = "weights" if kind == "models" else "outputs"
         return MissingCacheEntry(
-            f"the model cache {self.root} has no {what} of the {describe(about)} (entry {key} is missing or "
-            f"damaged), and this command only reads the cache: run `bench run` for this cell with --cache "
-            f"{self.root} first")
+            f"the model cache {self.root} has no {what} of the {describe(about)} (entry {key} is missing, damaged "
+            f"or an old pickle entry), and this command only reads the cache: run `bench run` for this cell with "
+            f"--cache {self.root} first")
 
     def _write(self, key: str, kind: str, obj: Any, config: dict, meta: dict,
                about: dict[str, Any] | None = None) -> None:
@@ -139,9 +172,11 @@ class ModelCache:
         if not is_writer():
             return
         blob, meta_path = self._paths(key, kind)
-        sha = torch_save_atomic(obj, blob)
-        record = {"key": key, "config": config, "meta": meta, "about": about or {}, "sha256": sha}
+        sha = write_checked_atomic(blob, tensorfile.dumps(obj))  # what it cannot keep: TypeError, nothing written
+        record = {"key": key, "config": config, "meta": meta, "about": about or {}, "format": tensorfile.FORMAT,
+                  "sha256": sha}
         write_bytes_atomic(meta_path, json.dumps(record, indent=1, default=str).encode())
+        blob.with_suffix(".pt").unlink(missing_ok=True)  # the torch.save file of an old entry this one replaces
 
     def remember(self, kind: str, key: str, decide) -> dict[str, Any]:
         """A decision the cache keeps beside its models (``<root>/<kind>/<key>.json``): read if stored, else
@@ -156,8 +191,9 @@ class ModelCache:
 
     def has_model(self, key: str) -> bool:
         """Whether a finished model entry exists for ``key`` (its record is written last; the checksum is
-        verified only when the entry is loaded)."""
-        return self._paths(key, "models")[1].exists()
+        verified only when the entry is loaded). An old pickle entry does not count: it will be rebuilt."""
+        record = self._record(self._paths(key, "models")[1])
+        return record is not None and record.get("format") == tensorfile.FORMAT
 
     def get_or_train(self, config: dict[str, Any], build: Callable[[], nn.Module],
                      train: Callable[[nn.Module], dict[str, Any]],

@@ -34,10 +34,12 @@ from benchmark.engine.bank import ModelBank
 from benchmark.engine.callbacks import attack_callbacks
 from benchmark.engine.fitting import DEFAULT_FIT, FitSettings
 from benchmark.engine.grouped import fit_group, group_refusal, loaders_refusal
+from benchmark.engine.loggers import log_name
 from benchmark.engine.models import model_layout
 from benchmark.engine.outputs import OutputsProvider
 from benchmark.engine.phases import SHADOW_UNLEARNING, UNLEARNING
 from benchmark.engine.preset import Preset
+from benchmark.engine.provenance import provenance, weights_key
 from benchmark.report.store import finite_metrics
 from datamodules import get_datamodule_class
 from datamodules.base import MethodData, UnlearningDataModule
@@ -90,19 +92,21 @@ def prepare(method: UnlearningMethod, dm: UnlearningDataModule) -> tuple[Any, fl
 
 
 def unlearn(method: UnlearningMethod, dm: UnlearningDataModule, *, callbacks=(), fit: FitSettings = DEFAULT_FIT,
-            description: str = "unlearn") -> float:
-    """Run ``method``: :func:`prepare`, then ``Trainer.fit``; return the seconds spent."""
+            description: str = "unlearn", log_as: str | None = None) -> float:
+    """Run ``method``: :func:`prepare`, then ``Trainer.fit``; return the seconds spent. ``log_as``: the fit's
+    name in the run's loggers (None logs nothing)."""
     with fit.phase(UNLEARNING):
         loader, prepare_s = prepare(method, dm)
-        fit.trainer(method.hparams.epochs, callbacks=list(callbacks), description=description).fit(
-            method, train_dataloaders=loader)
+        fit.trainer(method.hparams.epochs, callbacks=list(callbacks), description=description,
+                    log_as=log_as).fit(method, train_dataloaders=loader)
     return prepare_s + method.train_time_s
 
 
 def unlearn_together(methods: Sequence[UnlearningMethod], dm: UnlearningDataModule, *, fit: FitSettings,
                      labels: Sequence[str], description: str) -> tuple[bool, str]:
     """Unlearn fresh copies of one method as one group (:mod:`benchmark.engine.grouped`); return whether they
-    were, and how (or why not: then nothing was trained and the caller fits them alone).
+    were, and how (or why not: then nothing was trained and the caller fits them alone). ``labels``: each
+    member's name in logs, under which its loss is logged where the run has loggers.
 
     Training-free members are prepared only: a zero-epoch fit runs no step.
     """
@@ -131,22 +135,27 @@ def preset_settings(preset: Preset) -> dict[str, Any]:
 
 
 def cell_config(preset: Preset, method: UnlearningMethod, dm: UnlearningDataModule,
-                options: AttackOptions) -> dict[str, Any]:
-    """Everything that determines a cell's row: its hash decides whether a re-run skips it."""
+                options: AttackOptions, fit: FitSettings = DEFAULT_FIT) -> dict[str, Any]:
+    """Everything that determines a cell's row: its hash decides whether a re-run skips it.
+
+    ``fit`` enters only through the settings that change trained weights (several devices, another precision
+    or strategy: :func:`~benchmark.engine.provenance.weights_key`), and not at all for the single-device
+    defaults, whose hashes are what they were before those settings were keyed."""
     # other methods' settings do not change this cell
     preset_part = preset_settings(preset) | {"name": preset.name, "methods": None}
     return {"preset": preset_part, "method": method.name, "hparams": method.method_hparams(),
             "forget_classes": list(dm.forget_classes), "seed": dm.seed, "split": dm.split_hash,
             "attacks": dataclasses.asdict(options), "version": benchmark.__version__, "protocol": benchmark.PROTOCOL,
-            **model_layout(preset.model)}
+            **model_layout(preset.model), **weights_key(fit)}
 
 
-def training_config(preset: Preset, method: UnlearningMethod, dm: UnlearningDataModule) -> dict[str, Any]:
+def training_config(preset: Preset, method: UnlearningMethod, dm: UnlearningDataModule,
+                    fit: FitSettings = DEFAULT_FIT) -> dict[str, Any]:
     """What determines the cell's unlearned model (and its in-shadows' unlearned copies): the cell's
     configuration without what only scores it. The attack settings and the scoring protocol change no
     weights, nor do the bank's sizes (in-shadow i is keyed by its own bank key), so ``bench rescore`` finds
-    a run's unlearned models after any of them changed."""
-    config = cell_config(preset, method, dm, AttackOptions())
+    a run's unlearned models after any of them changed. The weight-changing fit settings stay in."""
+    config = cell_config(preset, method, dm, AttackOptions(), fit)
     for key in ("attacks", "protocol"):
         del config[key]
     del config["preset"]["bank"]
@@ -204,11 +213,11 @@ class Cell:
     def key(self, name: str) -> str:
         """The configuration hash of method ``name``'s row in this cell: a re-run skips a cell whose hash
         is already stored."""
-        return config_hash(cell_config(self.preset, self.probe(name), self.dm, self.options))
+        return config_hash(cell_config(self.preset, self.probe(name), self.dm, self.options, self.fit))
 
     def training_key(self, name: str) -> str:
         """The hash of what determines method ``name``'s unlearned models in this cell (no attack settings)."""
-        return config_hash(training_config(self.preset, self.probe(name), self.dm))
+        return config_hash(training_config(self.preset, self.probe(name), self.dm, self.fit))
 
     def about(self, role: str, name: str, index: int = 0) -> dict[str, Any]:
         """What an unlearned model of method ``name`` is, recorded with its cached outputs."""
@@ -219,6 +228,10 @@ class Cell:
         """Every bank model's outputs on this cell's splits, computed once and cached: the original's and the
         in-shadows' too, which no attack reads today: an attack that comes to read them can still rescore old runs."""
         return [self.bank.outputs(self.outputs, role, index) for role, index in self.bank.members()]
+
+    def log_name(self, kind: str, what: str) -> str:
+        """The name a fit of this cell logs under (``unlearn/ft/forget-3_seed-0``: :mod:`.loggers`)."""
+        return log_name(kind, what, self.dm.forget_classes, self.dm.seed)
 
     def unlearned_outputs(self, name: str, training_key: str) -> Outputs:
         """The cached outputs of method ``name``'s unlearned model (index 0), which :func:`run_cell` stores
@@ -247,7 +260,8 @@ class Cell:
 
         def unlearn_shadow(index: int) -> nn.Module:
             method = self.method(name, self.bank.shadow(index)[0], index)
-            unlearn(method, self.dm, fit=self.fit, description=f"{name} on in-shadow {index}")
+            unlearn(method, self.dm, fit=self.fit, description=f"{name} on in-shadow {index}",
+                    log_as=self.log_name("shadow", f"{name}-{index}"))
             return method.model
 
         with self.fit.phase(SHADOW_UNLEARNING):
@@ -270,7 +284,7 @@ class Cell:
             return {}
         methods = [self.method(name, self.bank.shadow(i)[0], i) for i in indices]
         done, self.shadow_fits[name] = unlearn_together(
-            methods, self.dm, fit=self.fit, labels=[f"in-shadow {i}" for i in indices],
+            methods, self.dm, fit=self.fit, labels=[self.log_name("shadow", f"{name}-{i}") for i in indices],
             description=f"{name} on {len(indices)} in-shadows")
         return {i: m.model for i, m in zip(indices, methods, strict=True)} if done else {}
 
@@ -323,6 +337,7 @@ def start_row(cell: Cell, method: UnlearningMethod, key: str) -> dict[str, Any]:
         "bank": {"references": preset.bank.references, "shadows": preset.bank.shadows},
         "split": dm.manifest()["sizes"], "command": cell.command,
         **({"tuning": tuning} if (tuning := preset.tuning_of(method.name)) else {}),
+        "provenance": provenance(cell.fit),  # where and how it was made; in no hash
     }
 
 
@@ -345,10 +360,10 @@ def run_cell(cell: Cell, name: str, *, done: set[str] = frozenset()) -> dict[str
     """Unlearn method ``name`` in ``cell``, run every metric and attack, and return its row (None if its
     configuration hash is in ``done``: the row already exists)."""
     method = cell.method(name)
-    key = config_hash(cell_config(cell.preset, method, cell.dm, cell.options))
+    key = config_hash(cell_config(cell.preset, method, cell.dm, cell.options, cell.fit))
     if key in done:
         return None
-    context = cell.context(name, config_hash(training_config(cell.preset, method, cell.dm)))
+    context = cell.context(name, config_hash(training_config(cell.preset, method, cell.dm, cell.fit)))
     row = start_row(cell, method, key)
     start = time.perf_counter()
     try:
@@ -357,7 +372,8 @@ def run_cell(cell: Cell, name: str, *, done: set[str] = frozenset()) -> dict[str
         for need in (cell.bank_outputs, context.references, context.retrain_shadows, context.method_shadows):
             need()
         seconds = unlearn(method, cell.dm, callbacks=attack_callbacks(context), fit=cell.fit,
-                          description=f"{name} forget {list(cell.dm.forget_classes)}")
+                          description=f"{name} forget {list(cell.dm.forget_classes)}",
+                          log_as=cell.log_name("unlearn", name))
         oracle_s = float(context.oracle_meta["train_time_s"])
         context.method_metrics.update(time_s=seconds, time_ratio=seconds / oracle_s if oracle_s > 0 else float("nan"))
         context.oracle_metrics.update(time_s=oracle_s, time_ratio=1.0)

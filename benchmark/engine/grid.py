@@ -147,7 +147,8 @@ def run_benchmark(preset: Preset, methods: Sequence[str], *, forget_classes: Seq
         options: attack settings (the protocol's defaults when None).
         shard: the part of the grid this job runs (default: all of it).
         paths: the run directory, the model cache and the data root.
-        fit: Lightning Trainer arguments (and phase timing) for every fit.
+        fit: Lightning Trainer arguments (and phase timing) for every fit; its loggers (if any) write under
+            ``<paths.out>/logs`` and also log every new row's metrics once.
         display: progress bars, per-row reports and Lightning's messages.
         command: the command line that started the run, recorded in every row (the leaderboard quotes it).
     """
@@ -176,9 +177,9 @@ def _run_grid(preset: Preset, methods: list[str], *, forget_classes, seeds, opti
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=display.console or Console(stderr=True),
                         disable=not display.progress or not is_writer(), transient=False)
-    fit = fit.with_progress(progress)
+    fit = fit.with_progress(progress).logging_under(out_dir, preset.name)  # logs/ in the run directory
     units = 0  # position of the next bank or shadow fit in the whole grid, for sharing them out
-    with progress:
+    with progress, fit.logging():
         grid = progress.add_task(f"[bold]{preset.name}[/]: cells", total=len(positions) - summary.other_shards)
         for seed in seeds:
             base_dm = build_datamodule(preset, seed, fc_sets[0], paths.data_root)
@@ -205,6 +206,8 @@ def _run_grid(preset: Preset, methods: list[str], *, forget_classes, seeds, opti
                     else:
                         if is_writer():
                             store.append(row)
+                            if fit.loggers is not None:  # once, where the row is written: rank 0
+                                fit.loggers.log_row(row)
                             if display.on_row is not None:
                                 display.on_row(row)
                         summary.rows.append(row)

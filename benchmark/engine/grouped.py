@@ -111,7 +111,7 @@ class MethodGroup(L.LightningModule):
 
     Args:
         members: the prepared members.
-        labels: each member's name in logs (``in-shadow 3``).
+        labels: each member's name in logs (``shadow/ft-3/forget-3_seed-0``: :mod:`benchmark.engine.loggers`).
     """
 
     def __init__(self, members: Sequence[UnlearningMethod], labels: Sequence[str]) -> None:
@@ -149,7 +149,9 @@ class MethodGroup(L.LightningModule):
             stop = self.trainer.should_stop
             member._current_fx_name = "training_step"  # its EpochMean logs through it
             loss = member.training_step(member_batch, batch_idx)
-            if loss is None:  # not finite: the member stops, as its own fit would; the group goes on
+            # not finite (on any rank: UnlearningMethod.checked agrees it across ranks): the member stops, as its
+            # own fit would; the group goes on
+            if loss is None:
                 self.active[k] = False
                 self.trainer.should_stop = stop
                 continue
@@ -192,12 +194,12 @@ def fit_group(members: Sequence[UnlearningMethod], loaders: Sequence[CombinedLoa
         members: K prepared copies of one method (same epochs), trained in place.
         loaders: each member's ``unlearning_data``.
         fit: Trainer arguments and progress display, as for a single fit.
-        labels: each member's name in logs.
+        labels: each member's name in logs: its loss is logged under it where the run has loggers.
         description: the label of the fit's bar.
     """
     batches = CombinedLoader([loader.iterables for loader in loaders], mode=loaders[0]._mode)
     group = MethodGroup(members, labels)
-    trainer = fit.trainer(members[0].hparams.epochs, description=description)
+    trainer = fit.trainer(members[0].hparams.epochs, description=description, log_as=list(labels))
     start = time.perf_counter()
     trainer.fit(group, train_dataloaders=batches)
     return time.perf_counter() - start

@@ -6,6 +6,13 @@ key, the bank, the unlearned in-shadows; see :mod:`benchmark.engine.cell`). :fun
 :class:`~benchmark.engine.cache.ModelCache` and runs every registered metric and attack again with other
 attack settings (or after an attack changed). The new rows go to their own run directory; the unlearning
 time is the old row's, since nothing was unlearned.
+
+A row's models are found under the keys it was run with: the fit settings that entered them (several devices,
+another precision: :func:`~benchmark.engine.provenance.weight_settings`) are read back from the row's
+``provenance["keyed"]`` (none for rows older than provenance, whose keys had none). A rescored row keeps its
+old row's provenance unchanged (none where the old row had none): it describes how the models whose outputs
+are scored were trained, which is what a reader compares rows by; ``diagnostics.rescored_from`` names the
+old row. So a rescored row equals a fresh run's row with the new settings on the same machine.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from benchmark.engine.bank import ModelBank
 from benchmark.engine.cache import ModelCache
 from benchmark.engine.callbacks import CELL_METRICS, attack_callbacks
 from benchmark.engine.cell import Cell, build_datamodule, finish_row, preset_settings, start_row
+from benchmark.engine.fitting import FitSettings
 from benchmark.engine.grid import check_neighbours, run_config
 from benchmark.engine.outputs import OutputsProvider
 from benchmark.engine.preset import Bank, Preset, load_preset
@@ -129,12 +137,23 @@ def run_preset(run: RunDir) -> Preset:
     return preset
 
 
-def cell_groups(rows: list[dict[str, Any]]) -> dict[tuple[int, tuple[int, ...]], list[dict[str, Any]]]:
-    """Rows by cell, (seed, forget classes), in first-appearance order: one cell's rows share its bank and nulls."""
-    groups: dict[tuple[int, tuple[int, ...]], list[dict[str, Any]]] = {}
+CellGroup = tuple[int, tuple[int, ...], str]  # seed, forget classes, keyed fit settings (as sorted JSON)
+
+
+def cell_groups(rows: list[dict[str, Any]]) -> dict[CellGroup, list[dict[str, Any]]]:
+    """Rows by cell, (seed, forget classes, the fit settings in their keys), in first-appearance order: one
+    cell's rows share its bank and nulls (rows run under other device counts or precisions have other banks)."""
+    groups: dict[CellGroup, list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["seed"], tuple(row["forget_classes"])), []).append(row)
+        keyed = json.dumps(trained_with(row), sort_keys=True)
+        groups.setdefault((row["seed"], tuple(row["forget_classes"]), keyed), []).append(row)
     return groups
+
+
+def trained_with(row: dict[str, Any]) -> dict[str, Any]:
+    """The fit settings that entered ``row``'s keys, as Trainer arguments (empty: the single-device defaults,
+    and every row written before rows carried provenance)."""
+    return row.get("provenance", {}).get("keyed", {})
 
 
 def similarity_stand_in(row: dict[str, Any]) -> SimpleNamespace | None:
@@ -156,6 +175,10 @@ def rescore_row(cell: Cell, old: dict[str, Any]) -> dict[str, Any]:
     training_key = cell.training_key(name)
     row = start_row(cell, cell.probe(name), cell.key(name))
     row["status"] = old["status"]
+    if "provenance" in old:
+        row["provenance"] = old["provenance"]  # how the scored models were made, not how they are rescored
+    else:
+        del row["provenance"]  # unknown for a row older than provenance
     context = cell.context(name, training_key)
     scored = cell.unlearned_outputs(name, training_key)  # first: the entry a rescore most needs
     module = similarity_stand_in(old)
@@ -221,13 +244,15 @@ def rescore_runs(run_dirs: Sequence[str | Path], *, out: str | Path | None = Non
     done = store.finished_hashes()
     cache = ModelCache(cache or Path("runs") / "cache", read_only=True)
     loaded: dict[tuple[str, int], UnlearningDataModule] = {}
-    cells = [(run.preset, seed, fc, rows) for run in runs for (seed, fc), rows in cell_groups(run.rows).items()]
-    for preset, seed, fc, _rows in cells:  # every cell checked before any is scored
+    cells = [(run.preset, seed, fc, keyed, rows) for run in runs
+             for (seed, fc, keyed), rows in cell_groups(run.rows).items()]
+    for preset, seed, fc, _keyed, _rows in cells:  # every cell checked before any is scored
         check_neighbours(options, _datamodule(preset, seed, fc, data_root, loaded).num_classes, fc)
-    for preset, seed, fc, rows in cells:
+    for preset, seed, fc, keyed, rows in cells:
         dm = _datamodule(preset, seed, fc, data_root, loaded)
-        cell = Cell(preset, dm, ModelBank(preset, dm, cache), OutputsProvider(dm, cache), options=options,
-                    command=command)
+        fit = FitSettings(trainer_kwargs=json.loads(keyed))  # for the keys only: nothing is fitted
+        cell = Cell(preset, dm, ModelBank(preset, dm, cache, fit=fit), OutputsProvider(dm, cache), options=options,
+                    fit=fit, command=command)
         rescore_cell(cell, rows, store=store, done=done, summary=summary)
     summary.trained_models, summary.computed_outputs = len(cache.trained), len(cache.computed)
     return summary

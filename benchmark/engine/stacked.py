@@ -53,8 +53,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 from torch.utils.data import DataLoader
 
+from benchmark.core.epoch_mean import EpochMean
 from benchmark.core.recipes import TrainRecipe, make_lightning_optimizers
 from benchmark.engine.fitting import DEFAULT_FIT, FitSettings
+from benchmark.engine.training import TRAIN_LOSS
 
 # Layers whose training-mode forward draws from the global RNG: stacked members would share one stream.
 RANDOM_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
@@ -109,6 +111,19 @@ class StackedBatches:
             yield torch.stack(images), torch.stack(labels)
 
 
+class MemberLosses:
+    """Each member's per-epoch mean loss, logged as ``<name>/train_loss``: the value its own fit logs as
+    ``train_loss``. Without names (no logger) it adds nothing to a step."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.means = [EpochMean(f"{name}/{TRAIN_LOSS}") for name in names]
+
+    def add(self, module: L.LightningModule, losses: Sequence[Tensor], batch_size: int) -> None:
+        if self.means:
+            for mean, loss in zip(self.means, losses, strict=True):
+                mean.add(module, loss, weight=batch_size)
+
+
 def _safe(name: str) -> str:
     """A parameter name usable as a module attribute (``body.1.weight`` -> ``body__1__weight``)."""
     return name.replace(".", "__")
@@ -120,9 +135,10 @@ class StackedClassifier(L.LightningModule):
     Args:
         models: the members, freshly built (each with its own seeded initial weights).
         recipe: the training recipe shared by all members.
+        log_names: each member's name in the run's loggers (none: nothing logged).
     """
 
-    def __init__(self, models: Sequence[nn.Module], recipe: TrainRecipe) -> None:
+    def __init__(self, models: Sequence[nn.Module], recipe: TrainRecipe, log_names: Sequence[str] = ()) -> None:
         super().__init__()
         params, buffers = stack_module_state(list(models))
         self.param_names, self.buffer_names = list(params), list(buffers)
@@ -136,6 +152,7 @@ class StackedClassifier(L.LightningModule):
             self.template.channels_last = False
         self.recipe = recipe
         self.size = len(models)
+        self.member_losses = MemberLosses(log_names)
 
     def _state(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         params = {n: self.stacked[_safe(n)] for n in self.param_names}
@@ -154,7 +171,9 @@ class StackedClassifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         per_sample = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
-        return per_sample.view(labels.shape).mean(dim=1).sum()  # each member's own mean loss
+        losses = per_sample.view(labels.shape).mean(dim=1)  # each member's own mean loss
+        self.member_losses.add(self, losses, batch_size=labels.shape[1])
+        return losses.sum()
 
     def configure_optimizers(self):
         r = self.recipe
@@ -182,16 +201,20 @@ class GroupedClassifier(L.LightningModule):
     Args:
         models: the members, freshly built (each with its own seeded initial weights).
         recipe: the training recipe shared by all members.
+        log_names: each member's name in the run's loggers (none: nothing logged).
     """
 
-    def __init__(self, models: Sequence[nn.Module], recipe: TrainRecipe) -> None:
+    def __init__(self, models: Sequence[nn.Module], recipe: TrainRecipe, log_names: Sequence[str] = ()) -> None:
         super().__init__()
         self.members = nn.ModuleList(models)
         self.recipe = recipe
+        self.member_losses = MemberLosses(log_names)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
-        return sum(F.cross_entropy(model(images[k]), labels[k]) for k, model in enumerate(self.members))
+        losses = [F.cross_entropy(model(images[k]), labels[k]) for k, model in enumerate(self.members)]
+        self.member_losses.add(self, losses, batch_size=labels.shape[1])
+        return sum(losses)
 
     def configure_optimizers(self):
         r = self.recipe
@@ -237,7 +260,8 @@ def choose_stacking(build, loaders: Sequence[DataLoader], recipe: TrainRecipe, *
 
 
 def fit_stack(models: Sequence[nn.Module], loaders: Sequence[DataLoader], recipe: TrainRecipe, *, seed: int = 0,
-              fit: FitSettings = DEFAULT_FIT, description: str = "train stack", vectorise: bool = False) -> float:
+              fit: FitSettings = DEFAULT_FIT, description: str = "train stack", vectorise: bool = False,
+              labels: Sequence[str] | None = None) -> float:
     """Train ``models[k]`` on ``loaders[k]`` in place, all at once; return the stack's wall time in seconds.
 
     Args:
@@ -249,12 +273,14 @@ def fit_stack(models: Sequence[nn.Module], loaders: Sequence[DataLoader], recipe
         description: the label of the fit's bar.
         vectorise: one ``vmap``-ed forward for all members (:class:`StackedClassifier`; equal to sequential
             fits only up to rounding) instead of one forward per member (:class:`GroupedClassifier`; exact).
+        labels: each member's name in the run's loggers, its loss logged under it (None logs nothing).
     """
     if len(models) != len(loaders) or not models:
         raise ValueError(f"need one loader per model, got {len(models)} models and {len(loaders)} loaders")
     L.seed_everything(seed, workers=True, verbose=False)
-    module = (StackedClassifier if vectorise else GroupedClassifier)(models, recipe)
-    trainer = fit.trainer(recipe.epochs, description=description)
+    names = list(labels) if labels is not None and fit.loggers is not None else []  # unlogged: no per-member means
+    module = (StackedClassifier if vectorise else GroupedClassifier)(models, recipe, log_names=names)
+    trainer = fit.trainer(recipe.epochs, description=description, log_as=names or None)
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=StackedBatches(loaders))
     seconds = time.perf_counter() - start

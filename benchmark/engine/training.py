@@ -15,6 +15,8 @@ from benchmark.core.epoch_mean import EpochMean
 from benchmark.core.recipes import TrainRecipe, make_lightning_optimizers
 from benchmark.engine.fitting import DEFAULT_FIT, FitSettings
 
+TRAIN_LOSS = "train_loss"  # the per-epoch loss every classifier fit logs (a group's members as <name>/train_loss)
+
 
 class ClassifierModule(L.LightningModule):
     """Cross-entropy training of ``model`` with a :class:`TrainRecipe`."""
@@ -23,7 +25,7 @@ class ClassifierModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.recipe = recipe
-        self.epoch_loss = EpochMean("train_loss")
+        self.epoch_loss = EpochMean(TRAIN_LOSS)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -42,10 +44,12 @@ class ClassifierModule(L.LightningModule):
 
 
 def fit_classifier(model: nn.Module, loader: DataLoader, recipe: TrainRecipe, *, seed: int,
-                   fit: FitSettings = DEFAULT_FIT, description: str = "train") -> dict[str, Any]:
-    """Train ``model`` in place on ``loader``; return metadata (wall time) for the cache."""
+                   fit: FitSettings = DEFAULT_FIT, description: str = "train",
+                   log_as: str | None = None) -> dict[str, Any]:
+    """Train ``model`` in place on ``loader``; return metadata (wall time) for the cache. ``log_as``: the fit's
+    name in the run's loggers (None logs nothing)."""
     L.seed_everything(seed, workers=True, verbose=False)
-    trainer = fit.trainer(recipe.epochs, description=description)
+    trainer = fit.trainer(recipe.epochs, description=description, log_as=log_as)
     start = time.perf_counter()
     trainer.fit(ClassifierModule(model, recipe), train_dataloaders=loader)
     return {"train_time_s": time.perf_counter() - start, "epochs": recipe.epochs}

@@ -75,13 +75,15 @@ class TuningCells:
         return Cell(preset, dm, bank, OutputsProvider(dm, self.cache), fit=self.fit)
 
     def score(self, name: str, hparams: dict[str, Any], seed: int, classes: tuple[int, ...],
-              objective: str) -> tuple[float, dict[str, float]]:
-        """Unlearn method ``name`` with ``hparams`` in one tuning cell; its objective value and parts."""
+              objective: str, trial: int | None = None) -> tuple[float, dict[str, float]]:
+        """Unlearn method ``name`` with ``hparams`` in one tuning cell; its objective value and parts. ``trial``:
+        the study's trial number, which names the fit in the run's loggers (None logs nothing)."""
         cell = self.cell(seed, classes)
         preset = dataclasses.replace(cell.preset, methods=cell.preset.methods | {name: hparams}, tuned={})
         method = instantiate_method(name, copy.deepcopy(cell.original), preset, cell.dm,
                                     seed=derive_seed(seed, "method", name, 0))
-        unlearn(method, cell.dm, fit=self.fit, description=f"tune {name} forget {list(classes)} seed {seed}")
+        unlearn(method, cell.dm, fit=self.fit, description=f"tune {name} forget {list(classes)} seed {seed}",
+                log_as=None if trial is None else cell.log_name("tune", f"{name}/trial-{trial}"))
         images, labels = cell.dm.dataset(SPLIT).tensors()  # V alone: the objective reads nothing else
         outputs = Outputs(logits={SPLIT: predict_logits(method.model, images, batch_size=cell.dm.eval_batch_size)},
                           labels={SPLIT: labels})
@@ -141,7 +143,7 @@ def tune_method(cells: TuningCells, name: str, *, trials: int, objective: str, s
         hparams = base | sample(space, trial)
         total = 0.0
         for step, (seed, classes) in enumerate(keys):
-            value, parts = cells.score(name, hparams, seed, classes, objective)
+            value, parts = cells.score(name, hparams, seed, classes, objective, trial=trial.number)
             total += value
             for part, v in parts.items():
                 trial.set_user_attr(f"{part}/{seed}/{'-'.join(map(str, classes))}", v)
@@ -206,7 +208,7 @@ def run_tuning(preset: Preset, methods: Sequence[str], *, trials: int | None = N
         objective: ``privacy`` (default) or ``utility``.
         study_dir: where the SQLite study and the records are kept (resumable).
         cache: the model cache of the tuning cells' banks.
-        fit: Trainer settings.
+        fit: Trainer settings (and loggers: their files go to ``<study_dir>/logs``).
         data_root: where downloading presets keep their files.
         command: the command line, recorded with each record.
         on_trial: called after each trial.
@@ -220,9 +222,10 @@ def run_tuning(preset: Preset, methods: Sequence[str], *, trials: int | None = N
     folder.mkdir(parents=True, exist_ok=True)
     storage = _optuna().storages.RDBStorage(f"sqlite:///{(folder / 'study.db').resolve()}",
                                             heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S)
+    fit = fit.logging_under(folder, f"tune-{preset.name}")  # logs/ beside the study
     cells = TuningCells(preset, ModelCache(cache), fit=fit, data_root=data_root)
     records = {}
-    with quiet_lightning():
+    with quiet_lightning(), fit.logging():
         for name in methods:
             record = tune_method(cells, name, trials=trials, objective=objective, storage=storage, on_trial=on_trial)
             if record:

@@ -6,7 +6,9 @@ readers skip with a warning.
 
 A run directory also holds ``run.json``, its manifest: the configuration every row in it shares (see
 :meth:`ResultStore.claim`). Rows of another configuration or package version are refused rather than
-mixed into one leaderboard.
+mixed into one leaderboard. The manifest also keeps the ``provenance`` of the row that created it
+(versions, commit, machine: :mod:`benchmark.engine.provenance`); it is never compared, since shards and
+resumed runs may come from other machines, and each row carries its own.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ _ROW_TYPES: dict[str, type | tuple[type, ...]] = {
     "status": str, "metrics": dict, "oracle": dict, "hparams": dict, "config_hash": str, "split_hash": str,
     "version": str, "started": str, "finished": str,
 }
+# fields a row may lack (rows written before they existed still load), checked where present
+_OPTIONAL_ROW_TYPES: dict[str, type | tuple[type, ...]] = {"provenance": dict}
 
 
 class RowError(BenchError, ValueError):
@@ -50,8 +54,10 @@ def finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 def validate_row(row: dict[str, Any]) -> dict[str, Any]:
     """Check a row against the schema; return it unchanged or raise :class:`RowError`."""
-    for key, kind in _ROW_TYPES.items():
+    for key, kind in (_ROW_TYPES | _OPTIONAL_ROW_TYPES).items():
         if key not in row:
+            if key in _OPTIONAL_ROW_TYPES:
+                continue
             raise RowError(f"result row lacks {key!r}")
         if not isinstance(row[key], kind) or isinstance(row[key], bool):
             raise RowError(f"result row field {key!r} should be {kind}, got {type(row[key]).__name__}")
@@ -84,7 +90,9 @@ class ResultStore:
     def append(self, row: dict[str, Any]) -> None:
         validate_row(row)
         if self._manifest is not None:
-            text = json.dumps(self._manifest, indent=1, sort_keys=True).encode()
+            # an added key, read by no check: manifests without it (and their schema number) stay valid
+            manifest = self._manifest | ({"provenance": row["provenance"]} if "provenance" in row else {})
+            text = json.dumps(manifest, indent=1, sort_keys=True).encode()
             if not create_bytes_once(self.manifest_path, text):
                 self._compare_manifest()  # another process claimed the directory meanwhile
             self._manifest = None
@@ -123,7 +131,7 @@ class ResultStore:
         if existing.get("schema") != MANIFEST_SCHEMA:
             raise RunDirError(f"{manifest} has manifest schema {existing.get('schema')!r}, this version writes "
                               f"{MANIFEST_SCHEMA}: use a new --out directory")
-        differences = _differences(existing.get("config", {}), self._manifest["config"])
+        differences = _differences(existing.get("config", {}), self._manifest["config"], growing=GROWING)
         if differences:
             raise RunDirError(f"{self.dir} holds rows of a different configuration, which would mix in one "
                               f"leaderboard: " + "; ".join(differences) + ". Use a new --out directory "
@@ -156,12 +164,21 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _differences(recorded: Any, current: Any, prefix: str = "", limit: int = 6) -> list[str]:
-    """Human-readable differences between two JSON values, by dotted key (at most ``limit``)."""
+# Mappings of the configuration that may gain entries from run to run: a method new to the directory brings its
+# hyperparameters, which change no row already there (a method's own settings are in its rows' hashes).
+GROWING = ("settings.methods",)
+
+
+def _differences(recorded: Any, current: Any, prefix: str = "", limit: int = 6,
+                 growing: tuple[str, ...] = ()) -> list[str]:
+    """Human-readable differences between two JSON values, by dotted key (at most ``limit``); keys of the
+    ``growing`` mappings that the recorded value lacks are additions, not differences."""
     if isinstance(recorded, dict) and isinstance(current, dict):
         out: list[str] = []
         for key in sorted(recorded.keys() | current.keys(), key=str):
-            out += _differences(recorded.get(key), current.get(key), f"{prefix}{key}.", limit)
+            if prefix.rstrip(".") in growing and key not in recorded:
+                continue
+            out += _differences(recorded.get(key), current.get(key), f"{prefix}{key}.", limit, growing)
         return out[:limit]
     if recorded == current:
         return []
