@@ -67,7 +67,7 @@ def test_paper_claims_on_mnist5k(tmp_path, cache):
     per-example score the same way, so a one-cell oracle U-LiRA is a two-sample draw (digits gave
     41.2). It is reported, not asserted; the leaderboard's mean over cells is the noise floor to quote.
     """
-    preset = load_preset("mnist5k")
+    preset = load_preset("mnist5k", tuned=False)  # the claim was measured with the hand-set values
     summary = run_benchmark(preset, ["original", "rl", "rwft"], forget_classes=[(3,)], seeds=[0],
                             paths=RunPaths(out=tmp_path, cache=cache.root), display=Display(progress=False))
     rows = {r["method"]: r for r in summary.rows}
