@@ -12,7 +12,7 @@ from benchmark.engine.outputs import OutputsProvider
 from methods import get_method
 from methods.delete import masked_target
 from methods.trw import tilted_target
-from tests.claims import check_forgets_and_keeps_accuracy
+from claims import check_forgets_and_keeps_accuracy
 
 
 def test_the_target_is_the_teacher_without_the_own_class_hand_computed():
