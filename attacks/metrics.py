@@ -12,6 +12,7 @@ from dataclasses import dataclass
 UNITS = ("%", "fraction", "AUC", "s", "ratio")
 IDEALS = ("oracle", "low", "high", "none")  # none: a description of the cell (a null), not ranked
 GAPS = (None, "avg", "privacy")
+TABLES = ("classic", "privacy", "robustness")  # the leaderboard's tables, in this order
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class MetricInfo:
         reference: what a gap member is compared with in its cell: None = the cell's oracle value; a number
             (50 for U-LiRA); or the key of another score of the same row (``MIA_NN_null_mean``). A row that
             lacks that key (older protocol) falls back to its oracle's value.
+        table: which leaderboard table shows the column: ``classic`` (accuracy and the classic metrics),
+            ``privacy`` (the attacks) or ``robustness`` (probes that train on the unlearned model).
     """
 
     key: str
@@ -40,6 +43,7 @@ class MetricInfo:
     column: bool = False
     gap: str | None = None
     reference: str | float | None = None
+    table: str = "classic"
 
     def __post_init__(self) -> None:
         # a typo here would silently drop a column or a gap member, so it fails at import
@@ -52,3 +56,5 @@ class MetricInfo:
             raise ValueError(f"metric {self.key!r}: a leaderboard column needs an ideal to mark the best by")
         if self.gap not in GAPS:
             raise ValueError(f"metric {self.key!r}: gap {self.gap!r} is not None, 'avg' or 'privacy'")
+        if self.table not in TABLES:
+            raise ValueError(f"metric {self.key!r}: table {self.table!r} is not one of {', '.join(TABLES)}")
