@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,10 @@ from scale import bench_env, finish, rows, start, tiny_preset, without_measured
 
 from benchmark.cli import build_parser, trainer_arguments
 from benchmark.core.distributed import agree, is_writer
+from benchmark.core.hashing import config_hash
+from benchmark.engine.cache import ModelCache
 from benchmark.engine.fitting import FitSettings, rendezvous
+from benchmark.engine.provenance import weights_key
 
 
 def test_single_process_needs_no_rendezvous_and_decides_alone():
@@ -49,10 +51,22 @@ def test_trainer_arguments_the_benchmark_owns_or_malformed_ones_are_refused(bad)
         trainer_arguments(build_parser().parse_args(["run", "--trainer", bad]))
 
 
+DDP = ("--strategy", "ddp", "--devices", "2")
+
+
+def copy_models_under_keys_of(options: tuple[str, ...], source: Path, target: Path) -> None:
+    """Copy every bank model of the cache ``source`` into ``target`` under the key a run with ``options`` looks
+    for: a run on several devices keys its models apart (their weights differ), so a plain copy is not found."""
+    fit = FitSettings(trainer_kwargs=trainer_arguments(build_parser().parse_args(["run", *options])))
+    found, copied = ModelCache(source), ModelCache(target)
+    for meta_path in sorted((source / "models").glob("*/*.json")):
+        record = json.loads(meta_path.read_text())
+        state, _ = found._read(record["key"], "models")
+        config = record["config"] | weights_key(fit)
+        copied._write(config_hash(config), "models", state, config, record["meta"], record["about"])
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="bank keys now record the device count and strategy (issue 17), so the "
-                   "two-process run no longer finds the single-process bank it copies; the test must copy the "
-                   "models under the DDP keys instead (open)")
 def test_two_processes_score_a_fixed_model_as_one_does_and_write_one_row_per_cell(tmp_path):
     preset = tiny_preset(tmp_path)
     cell = ["run", "--preset", preset, "--forget-classes", "3", "--accelerator", "cpu"]
@@ -60,10 +74,10 @@ def test_two_processes_score_a_fixed_model_as_one_does_and_write_one_row_per_cel
     finish(start(*cell, "--methods", "original", "--out", tmp_path / "single", "--cache", tmp_path / "cache",
                  log=log), log)
     # the same trained models, none of their outputs: the two-process run evaluates every model itself
-    shutil.copytree(tmp_path / "cache" / "models", tmp_path / "ddp-cache" / "models")
+    copy_models_under_keys_of(DDP, tmp_path / "cache", tmp_path / "ddp-cache")
     log = tmp_path / "ddp.log"
     text = finish(start(*cell, "--methods", "original,ft", "--out", tmp_path / "ddp", "--cache",
-                        tmp_path / "ddp-cache", "--strategy", "ddp", "--devices", "2", log=log), log)
+                        tmp_path / "ddp-cache", *DDP, log=log), log)
     assert "0 models trained" in text  # both ranks loaded the same cached bank
 
     single, ddp = rows(tmp_path / "single"), rows(tmp_path / "ddp")
