@@ -185,6 +185,21 @@ class ModelBank:
                 trained += self._train_stack(missing[start:start + max_stack])
         return trained
 
+    def groups(self) -> list[list[tuple[str, int]]]:
+        """Every bank model, in :meth:`members` order, as the groups that may train together: the
+        :meth:`stackable` groups, with the oracle as a group of its own."""
+        originals, retrained = self.stackable()
+        return [originals, [("retrained", 0)], retrained]
+
+    def outputs_of_block(self, provider: OutputsProvider, members: list[tuple[str, int]]) -> list[Outputs]:
+        """The outputs of ``members`` (part of one of :meth:`groups`); those neither cached nor already
+        evaluated are trained first as one group (exactly as alone, see :meth:`train_missing`), so a shard
+        that owns part of the bank keeps the grouped fit."""
+        if not stack_refusal(self.new_model(), augment=self.dm.augment, fit=self.fit):
+            self._train_stack([m for m in members if not self._is_cached(*m) and not provider.has(self.key(*m))
+                               and m != ("retrained", 0)])  # the oracle trains alone (stackable)
+        return [self.outputs(provider, *m) for m in members]
+
     def _is_cached(self, role: str, index: int) -> bool:
         return self.cache.has_model(self.key(role, index))
 

@@ -28,7 +28,7 @@ from benchmark.engine.cell import Cell, build_datamodule, check_methods, preset_
 from benchmark.engine.fitting import DEFAULT_FIT, FitSettings, rendezvous
 from benchmark.engine.outputs import OutputsProvider
 from benchmark.engine.preset import Preset
-from benchmark.engine.shard import Shard
+from benchmark.engine.shard import Shard, blocks
 from benchmark.report.store import ResultStore
 from datamodules.base import check_forget_classes
 
@@ -110,19 +110,22 @@ def fit_share(shard: Shard, start: int, cell: Cell, methods: Sequence[str], *, d
 
     Every shard lists the same fits in the same order (bank first, then each cell's shadows), numbered
     on from ``start`` across groups so that small groups still spread over all shards, and fits those at
-    its positions. Finished cells keep their positions (shards started at different times must agree on
-    them) but their shadows are not fitted, nor the bank of a finished group. Outputs land in the cache,
-    where the cells of every shard find them; a fit whose owner has not got to it yet is done by
-    whichever shard needs it first (locks).
+    its positions. A fit is a block: one shard's slice of a bank group or of a method's S in-shadows
+    (:func:`~benchmark.engine.shard.blocks`), trained as one group, so sharding keeps the grouped fits.
+    Finished cells keep their positions (shards started at different times must agree on them) but their
+    shadows are not fitted, nor the bank of a finished group. Outputs land in the cache, where the cells of
+    every shard find them; a fit whose owner has not got to it yet is done by whichever shard needs it
+    first (locks).
     """
-    fits: list[Callable[[], Any] | None] = [functools.partial(cell.bank.outputs, cell.outputs, role, index)
-                                            for role, index in cell.bank.members()]
+    fits: list[Callable[[], Any] | None] = [functools.partial(cell.bank.outputs_of_block, cell.outputs, block)
+                                            for group in cell.bank.groups() for block in blocks(group, shard.count)]
     unfinished = False
+    shadows = list(range(1, cell.preset.bank.shadows + 1))
     for name in methods:
         finished = cell.key(name) in done
         unfinished |= not finished
-        fits += [functools.partial(cell.unlearned_shadow_outputs, name, cell.training_key(name), indices=[index])
-                 if not finished else None for index in range(1, cell.preset.bank.shadows + 1)]
+        fits += [functools.partial(cell.unlearned_shadow_outputs, name, cell.training_key(name), indices=block)
+                 if not finished else None for block in blocks(shadows, shard.count)]
     for position, fit in enumerate(fits, start):
         if unfinished and fit is not None and shard.owns(position):
             fit()

@@ -40,6 +40,10 @@ class OutputsProvider:
     def labels(self) -> dict[str, Tensor]:
         return {s: y for s, (_, y) in self._tensors.items()}
 
+    def has(self, cached_key: str) -> bool:
+        """Whether the disk cache already holds the outputs of ``cached_key`` on these splits."""
+        return self.cache is not None and self.cache.outputs(cached_key, self.dm.split_hash) is not None
+
     def describe(self, cached_key: str, about: dict[str, Any]) -> None:
         """Record what the model of ``cached_key`` is, for callers of :meth:`of` that cannot say (the attack
         callbacks ask for the unlearned model's outputs by key alone)."""

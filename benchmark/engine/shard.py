@@ -59,3 +59,10 @@ class Shard:
 def split(items: Sequence[T], count: int) -> list[list[T]]:
     """Every shard's part of ``items``: disjoint, covering, in order (what the jobs of an array get)."""
     return [Shard(i, count).select(items) for i in range(count)]
+
+
+def blocks(items: Sequence[T], count: int) -> list[list[T]]:
+    """``items`` cut into at most ``count`` contiguous runs of near-equal length, in order: the units a shard
+    fits as one group (so each of ``count`` shards can take one, and a group still trains together)."""
+    size = -(-len(items) // max(count, 1))
+    return [list(items[i:i + size]) for i in range(0, len(items), size)] if items else []
