@@ -10,8 +10,14 @@ from attacks.metrics import MetricInfo
 from attacks.mia import MIAEfficacy, TVDistance
 from attacks.mia_nn import MIANN
 from attacks.outputs import Outputs, OutputSource
+from attacks.probe_data import ProbeData, ProbeStore
+from attacks.probes import ModelProbe
+from attacks.relearning import RelearningProbe
+from attacks.representation import RepresentationProbe
+from attacks.rmia import RMIA
 from attacks.ulira import ULiRA
 
 __all__ = ["MIANN", "Accuracy", "AttackOptions", "AttackOptionsError", "CellContext", "ForgetDestination",
-           "MIAEfficacy", "MetricCallback", "MetricInfo", "OutputSource", "Outputs", "ScoreUndefined",
+           "MIAEfficacy", "MetricCallback", "MetricInfo", "ModelProbe", "OutputSource", "Outputs", "ProbeData",
+           "ProbeStore", "RMIA", "RelearningProbe", "RepresentationProbe", "ScoreUndefined",
            "SimilarityFidelity", "TVDistance", "ULiRA", "accuracy", "accuracy_metrics", "lazy", "similarity_fidelity"]

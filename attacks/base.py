@@ -10,11 +10,13 @@ from typing import Any, ClassVar
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from torch import nn
 
 from attacks.errors import AttackOptionsError, ScoreUndefined
 from attacks.functional import FEATURE_KINDS, MIA_SIGNALS
 from attacks.metrics import MetricInfo
 from attacks.outputs import Outputs, OutputSource
+from attacks.probe_data import ProbeData, ProbeStore
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,17 @@ class CellContext:
         retrain_shadows: outputs of further retrained models, the "unlearned shadows" of retraining
             (docs/protocol.md 4.6), and of one more retrained model that the oracle's U-LiRA scores.
         method_shadows: outputs of the S in-shadows unlearned with the method under test.
+        in_shadows: outputs of the S in-shadows as trained (on D, before any unlearning): the IN models of
+            RMIA's online variant.
         options: attack settings.
         method_key: the cache key of the unlearned model's outputs (None: computed, not cached).
         shared: results every method of the cell shares (the nulls from retrained models), computed
             by the first method's callbacks and reused by the others.
+        oracle_model: the oracle itself, for the probes that run models (:mod:`attacks.probes`; None: the cell
+            gives no models, and those probes are skipped).
+        reference_models: the M reference models themselves (the probes' null).
+        probe_data: the cell's data and fine-tuning settings, as the probes read them.
+        probe_store: keeps the probes' results under the probed model's key (None: computed, not kept).
     """
 
     outputs: OutputSource
@@ -101,12 +110,17 @@ class CellContext:
     references: Callable[[], list[Outputs]] | None = None
     retrain_shadows: Callable[[], tuple[list[Outputs], Outputs]] | None = None
     method_shadows: Callable[[], list[Outputs]] | None = None
+    in_shadows: Callable[[], list[Outputs]] | None = None
     options: AttackOptions = field(default_factory=AttackOptions)
     method_metrics: dict[str, float] = field(default_factory=dict)
     oracle_metrics: dict[str, float] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
     method_key: str | None = None
     shared: dict[str, Any] = field(default_factory=dict)
+    oracle_model: Callable[[], nn.Module] | None = None
+    reference_models: Callable[[], list[nn.Module]] | None = None
+    probe_data: ProbeData | None = None
+    probe_store: ProbeStore | None = None
     _token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)  # this context's own memo key
 
     def method_outputs(self, pl_module: L.LightningModule) -> Outputs:

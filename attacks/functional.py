@@ -1,4 +1,4 @@
-"""The maths of every attack and distance, as pure functions over model outputs (docs/protocol.md, sections 2-4).
+"""The maths of every attack and distance, as pure functions over model outputs (docs/protocol.md, sections 2 to 4b).
 
 Nothing here runs a model: inputs are logits, probabilities, labels or per-model statistics, so each
 function can be tested against a reference implementation on hand-made data.
@@ -218,11 +218,20 @@ def ulira_model_summary(positive: Tensor, negative: Tensor) -> dict[str, float]:
     """U-LiRA's reported numbers from (models, samples) score matrices: balanced accuracy at threshold 0
     with every model weighted equally (percent; 50 = the attack cannot tell the sides apart), AUC over all
     (model, sample) scores, and TPR at 1% and 0.1% FPR (percent)."""
+    roc = roc_summary(positive, negative)
+    return {"ULiRA": model_balanced_accuracy(positive, negative), "ULiRA_AUC": roc["AUC"],
+            "ULiRA_TPR1": roc["TPR1"], "ULiRA_TPR01": roc["TPR01"]}
+
+
+def roc_summary(positive: Tensor, negative: Tensor) -> dict[str, float]:
+    """The ROC of membership scores (higher = "member"), every score one point whatever its shape: the area
+    under the curve (``AUC``; ties count half) and the true-positive rates, in percent, at 1% and 0.1% false
+    positives (``TPR1``, ``TPR01``; the highest TPR among thresholds whose FPR stays at or below them)."""
     scores = torch.cat([positive.flatten(), negative.flatten()])
     truth = torch.cat([torch.ones(positive.numel()), torch.zeros(negative.numel())]).long()
     fpr_curve, tpr_curve, _ = binary_roc(scores, truth)
-    return {"ULiRA": model_balanced_accuracy(positive, negative), "ULiRA_AUC": float(binary_auroc(scores, truth)),
-            "ULiRA_TPR1": _tpr_at(fpr_curve, tpr_curve, 0.01), "ULiRA_TPR01": _tpr_at(fpr_curve, tpr_curve, 0.001)}
+    return {"AUC": float(binary_auroc(scores, truth)), "TPR1": _tpr_at(fpr_curve, tpr_curve, 0.01),
+            "TPR01": _tpr_at(fpr_curve, tpr_curve, 0.001)}
 
 
 def _tpr_at(fpr_curve: Tensor, tpr_curve: Tensor, fpr: float) -> float:
@@ -241,6 +250,55 @@ def ulira_summary(positive: Tensor, negative: Tensor) -> dict[str, float]:
     at_1pct = tpr_curve[fpr_curve <= 0.01]
     return {"ULiRA": 50.0 * (tpr + tnr), "ULiRA_AUC": float(binary_auroc(scores, truth)),
             "ULiRA_TPR1": 100.0 * float(at_1pct.max()) if len(at_1pct) else 0.0}
+
+
+# -- RMIA (docs/protocol.md, section 4b; Zarifzadeh, Liu and Shokri, ICML 2024) ----------------------------------
+
+RMIA_OFFLINE_A = 0.3  # the default of get_out_ref_signals in the authors' privacy_meter (their CIFAR-10 configs: 0.33)
+RMIA_GAMMA = 1.0  # privacy_meter's run_rmia counts ratios > 1 (the paper's reproduction configs used 2)
+
+
+def rmia_marginal(out_probs: Tensor, in_probs: Tensor | None = None, *, offline_a: float = RMIA_OFFLINE_A) -> Tensor:
+    """p(x), the probability of each sample's label averaged over reference models in which half of the
+    worlds hold the sample (IN) and half do not (OUT).
+
+    Args:
+        out_probs: (M, n) true-label probabilities under the OUT reference models.
+        in_probs: (S, n) the same under IN models (the online variant): p(x) = (mean IN + mean OUT) / 2, the
+            two kinds weighted equally whatever S and M. None (offline): the paper's linear approximation
+            p(x) = ((1 + a) p_OUT(x) + (1 - a)) / 2, from assuming p_IN(x) = a p_OUT(x) + (1 - a).
+        offline_a: a, in [0, 1].
+    """
+    if not 0.0 <= offline_a <= 1.0:
+        raise ValueError(f"RMIA's offline a must lie in [0, 1], got {offline_a!r}")
+    p_out = out_probs.double().mean(0)
+    if in_probs is None:
+        return ((1 + offline_a) * p_out + (1 - offline_a)) / 2
+    return (in_probs.double().mean(0) + p_out) / 2
+
+
+def rmia_scores(target_x: Tensor, marginal_x: Tensor, target_z: Tensor, marginal_z: Tensor, *,
+                gamma: float = RMIA_GAMMA) -> Tensor:
+    """RMIA's score of each sample x: the fraction of population samples z whose pairwise likelihood ratio
+    LR(x, z) = [p(x|θ) / p(x)] / [p(z|θ) / p(z)] exceeds ``gamma`` (1 = x looks more like a member than every z).
+
+    Args:
+        target_x: (n,) the target model's true-label probabilities of the samples x.
+        marginal_x: (n,) their p(x) (:func:`rmia_marginal`).
+        target_z, marginal_z: (m,) the same of the population samples z (non-members of every model).
+        gamma: the threshold on LR(x, z), > 0.
+    """
+    if gamma <= 0:
+        raise ValueError(f"RMIA's gamma must be positive, got {gamma!r}")
+    if len(target_z) == 0:
+        raise ScoreUndefined("RMIA needs population samples to compare with, and there are none")
+    tiny = torch.finfo(torch.float64).tiny  # a marginal of exactly 0 would make its ratio undefined
+    ratio_x = target_x.double() / marginal_x.double().clamp_min(tiny)
+    ratio_z = target_z.double() / marginal_z.double().clamp_min(tiny)
+    # LR(x, z) > gamma  <=>  ratio_x > gamma * ratio_z (ratios are >= 0, so no division by a zero ratio_z);
+    # counting the z below each x in sorted order costs O((n + m) log m) rather than an (n, m) matrix
+    below = torch.searchsorted(torch.sort(gamma * ratio_z).values, ratio_x, side="left")
+    return below.double() / len(ratio_z)
 
 
 # -- MIA-efficacy (docs/protocol.md, section 2, after SalUn) -----------------------------------------------------

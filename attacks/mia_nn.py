@@ -36,7 +36,7 @@ class MIANN(MetricCallback):
                    "the neighbour-class attack: an RBF SVC, trained on every reference's D_f sample (class-weighted), "
                    "tells the model's probabilities of the k = 3 retained classes the references favour for D_f from "
                    "the references'; its balanced accuracy on T_f (best: the null mean, what retrained models score)",
-                   column=True, gap="privacy", reference="MIA_NN_null_mean"),
+                   column=True, gap="privacy", reference="MIA_NN_null_mean", table="privacy"),
         *_null("MIA_NN", "MIA-NN"),
         MetricInfo("MIA_NN_shadow", "MIA-NN (shadow)", "%", "oracle",
                    "MIA-NN's full-attacker variant: the SVC learns the method's unlearned in-shadows against the "

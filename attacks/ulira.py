@@ -43,7 +43,7 @@ class ULiRA(MetricCallback):
                    "S in-shadows unlearned with the method) and of retrained models (the oracle and M references); "
                    "every model is scored leave-one-model-out; balanced accuracy at 0, every model weighted equally "
                    "(50 = cannot tell the method from retraining; `--per-example-variance` for a variance per sample)",
-                   column=True, gap="privacy", reference=50.0),
+                   column=True, gap="privacy", reference=50.0, table="privacy"),
         MetricInfo("ULiRA_AUC", "U-LiRA AUC", "AUC", 0.5, "area under U-LiRA's ROC curve over every (model, sample)"),
         MetricInfo("ULiRA_TPR1", "U-LiRA TPR@1%", "%", "low", "U-LiRA's true-positive rate at 1% false positives"),
         MetricInfo("ULiRA_TPR01", "U-LiRA TPR@0.1%", "%", "low", "U-LiRA's true-positive rate at 0.1% false positives"),

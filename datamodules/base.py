@@ -387,6 +387,9 @@ class MethodData:
         self.num_classes = datamodule.num_classes
         self.forget_classes = datamodule.forget_classes
         self.batch_size = datamodule.batch_size
+        # the image format, for data a method builds itself (SCAR's surrogate images): no sample is read here
+        self.in_channels, self.image_size = datamodule.in_channels, datamodule.image_size
+        self.mean, self.std = tuple(datamodule.mean), tuple(datamodule.std)
 
     def _check(self, kind: str) -> None:
         if kind not in self.uses:

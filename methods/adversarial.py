@@ -7,10 +7,12 @@ Not a method itself (it defines no :class:`~methods.base.UnlearningMethod` subcl
 - :func:`pgd_l2_nearest`: an L2 projected-gradient attack whose radius doubles until the sample is
   misclassified, stopping each sample at the first point the model gets wrong, so it returns (close
   to) the nearest adversarial example, AMUN's construction;
+- :func:`pgd_l2_targeted`: a targeted L2 projected-gradient attack of fixed radius from a random start
+  on the ball's surface, which moves each sample towards a chosen class (L2UL's adversarial examples);
 - :func:`predicted_labels`: the model's predictions, optionally with some classes ruled out (the
   "nearest but incorrect" label of Boundary Shrink never names a forget class).
 
-All three work on whole tensors in batches, on the model's device, with the model in eval mode (its
+All of them work on whole tensors in batches, on the model's device, with the model in eval mode (its
 mode is restored afterwards) and without touching any parameter or gradient of the model. Inputs are
 the normalised images the datamodules produce; perturbations are measured in that space and are not
 clipped to a pixel range (the methods do not know the normalisation).
@@ -166,10 +168,57 @@ def _pgd_l2_batch(model: nn.Module, x0: Tensor, y: Tensor, eps: float, steps: in
             (grad,) = torch.autograd.grad(loss, xa)
             keep = idx[~wrong]
             grad, ra = grad[~wrong], radius[keep]
-            grad = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(shape)
-            delta = adv[keep] + (step_fraction * ra).view(shape) * grad - x0[keep]
-            scale = (ra / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0)
-            adv[keep] = (x0[keep] + delta * scale.view(shape)).detach()
+            delta = adv[keep] + (step_fraction * ra).view(shape) * _unit_l2(grad) - x0[keep]
+            adv[keep] = (x0[keep] + _project_l2(delta, ra)).detach()
             made_at[keep] = ra
         radius[active] *= 2.0
     return adv, made_at
+
+
+def _unit_l2(v: Tensor) -> Tensor:
+    """Each sample of ``v`` scaled to unit L2 norm (zero samples stay zero)."""
+    return v / v.flatten(1).norm(dim=1).clamp_min(1e-12).view((-1,) + (1,) * (v.dim() - 1))
+
+
+def _project_l2(delta: Tensor, radius: Tensor) -> Tensor:
+    """Each sample of ``delta`` projected onto the L2 ball of its ``radius`` (shorter ones unchanged)."""
+    scale = (radius / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0)
+    return delta * scale.view((-1,) + (1,) * (delta.dim() - 1))
+
+
+def pgd_l2_targeted(model: nn.Module, x: Tensor, target: Tensor, *, eps: float, step: float, steps: int,
+                    generator: torch.Generator | None = None, batch_size: int = 256) -> Tensor:
+    """Targeted L2 PGD: inputs near ``x`` that the model assigns to ``target``; returned on the CPU.
+
+    Each sample starts at a random point on the sphere of radius ``eps`` around it (drawn from ``generator``),
+    then takes ``steps`` steps of length ``step`` along the normalised gradient that lowers the cross-entropy of
+    its target class, each projected back onto the ball of radius ``eps``. Every step is taken, whether or not
+    the target is already reached (as advertorch's ``L2PGDAttack``, which L2UL's reference code uses).
+
+    Args:
+        model: the classifier under attack.
+        x: inputs (N, ...).
+        target: the class each input is pushed towards.
+        eps: L2 radius of the ball (> 0).
+        step: L2 length of each step (> 0).
+        steps: number of steps (>= 1).
+        generator: the random start's generator (None: the global one).
+        batch_size: attack batch size.
+    """
+    if not eps > 0 or not step > 0 or steps < 1:
+        raise ValueError(f"pgd_l2_targeted needs eps > 0, step > 0 and steps >= 1, got eps={eps}, step={step}, "
+                         f"steps={steps}")
+    device = model_device(model)
+    out = []
+    with evaluating(model):
+        for s in _batches(len(x), batch_size):
+            x0, yb = x[s].to(device), target[s].to(device)
+            start = torch.randn(x0.shape, generator=generator).to(device)
+            delta = eps * _unit_l2(start)
+            radius = torch.full((len(x0),), float(eps), device=device)
+            for _ in range(steps):
+                # descending the target's cross-entropy is ascending the gradient of its negative
+                grad = -_input_gradient(model, x0 + delta, yb)
+                delta = _project_l2(delta + step * _unit_l2(grad), radius).detach()
+            out.append((x0 + delta).cpu())
+    return torch.cat(out) if out else x.clone()

@@ -240,7 +240,8 @@ def get_method(name: str) -> type[UnlearningMethod]:
 # The order of the built-in methods in `bench list` and `--methods all`: the references first, then
 # the baselines roughly by age. Methods from plugins follow in the order they registered.
 BUILTIN_ORDER = ("original", "retrain", "ft", "ga", "neggrad_plus", "rl", "bs", "be", "l1", "salun", "scrub", "ssd",
-                 "unsir", "bad_teacher", "svd", "amun", "delete", "rwft", "trw")
+                 "unsir", "bad_teacher", "svd", "amun", "l2ul", "unsc", "scar", "sfron", "uam", "delete", "rwft",
+                 "trw")
 
 
 def method_names() -> list[str]:

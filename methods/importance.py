@@ -8,7 +8,11 @@ Not a method itself (it defines no :class:`~methods.base.UnlearningMethod` subcl
 - :func:`gradient_saliency`: the magnitude of the gradient of the forget loss summed over the
   batches: SalUn's weight saliency;
 - :func:`top_fraction_mask`: a hard mask of the given share of the highest scores, ranked over all
-  parameters of the model together (SalUn's global threshold).
+  parameters of the model together (SalUn's global threshold);
+- :func:`output_norm_importance`: Memory Aware Synapses' importance (Aljundi et al., ECCV 2018), the
+  magnitude of the gradient of the squared L2 norm of the model's output: L2UL's weight importance;
+- :func:`fisher_ratio_mask`: the weights whose forget importance is at least ``threshold`` times their
+  remain importance (SFRon's forget-remain balanced saliency, on two :func:`fisher_diagonal` results).
 
 Statistics are computed with the model in eval mode (batch-norm statistics and dropout stay fixed,
 as in both reference implementations) and through ``torch.autograd.grad``, so neither the weights
@@ -18,7 +22,7 @@ nor their ``.grad`` fields change. Results are keyed by the parameter names of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +33,10 @@ from methods.adversarial import evaluating, model_device
 Scores = dict[str, Tensor]
 
 
-def batch_gradients(model: nn.Module, loader: Iterable) -> Iterator[Scores]:
-    """For each ``(x, y)`` batch, the gradient of the batch's mean cross-entropy for every parameter.
+def batch_gradients(model: nn.Module, loader: Iterable,
+                    loss_of: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> Iterator[Scores]:
+    """For each ``(x, y)`` batch, the gradient of ``loss_of(model(x), y)`` (by default the batch's mean
+    cross-entropy) for every parameter.
 
     Parameters that get no gradient (unused, or ``requires_grad=False``) yield zeros.
     """
@@ -38,7 +44,7 @@ def batch_gradients(model: nn.Module, loader: Iterable) -> Iterator[Scores]:
     device = model_device(model)
     with evaluating(model):
         for x, y in loader:
-            loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            loss = loss_of(model(x.to(device)), y.to(device))
             grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
             yield {n: (torch.zeros_like(p) if g is None else g.detach()) for (n, p), g in zip(named, grads)}
 
@@ -100,3 +106,55 @@ def top_fraction_mask(scores: Scores, fraction: float) -> dict[str, Tensor]:
         masks[name] = selected[start:start + s.numel()].view_as(s)
         start += s.numel()
     return masks
+
+
+def mean_squared_output_norm(outputs: Tensor, _labels: Tensor) -> Tensor:
+    """The batch mean of each output's squared L2 norm: MAS's label-free loss."""
+    return outputs.pow(2).flatten(1).sum(dim=1).mean()
+
+
+def output_norm_importance(model: nn.Module, loader: Iterable) -> Scores:
+    """Memory Aware Synapses' importance: the magnitude of the gradient of the squared output norm.
+
+    Each batch contributes ``|gradient of its mean squared output norm| * its size``, and the sum is divided by
+    the number of samples: the accumulation of L2UL's reference code (csm9493/L2UL, ``utils.py``,
+    ``estimate_parameter_importance``), which takes the magnitude per batch rather than per sample. No labels
+    are read. (That code differentiates the norm itself; MAS, which its comment quotes, names the square, used
+    here. L2UL min-max normalises each tensor afterwards, so only relative sizes within a tensor matter.)
+
+    Raises:
+        ValueError: if the loader is empty.
+    """
+    sizes: list[int] = []
+
+    def counted() -> Iterator:
+        for x, y in loader:
+            sizes.append(len(x))
+            yield x, y
+
+    total: Scores = {}
+    for grads in batch_gradients(model, counted(), mean_squared_output_norm):
+        for name, g in grads.items():
+            weighted = g.abs() * sizes[-1]
+            total[name] = total[name] + weighted if name in total else weighted
+    if not sizes:
+        raise ValueError("output_norm_importance: the loader yielded no batch")
+    return {name: t / sum(sizes) for name, t in total.items()}
+
+
+def fisher_ratio_mask(forget: Scores, remain: Scores, threshold: float, eps: float = 1e-15) -> dict[str, Tensor]:
+    """Boolean masks of the entries with ``(forget + eps) / (remain + eps) >= threshold``.
+
+    SFRon's balanced weight saliency: a weight is salient when it matters more for the forget data than for the
+    remaining data (``eps`` as in the authors' code, so that a weight neither set moves compares as 1).
+
+    Args:
+        forget: an importance tensor per parameter name (e.g. :func:`fisher_diagonal` on D_f).
+        remain: the same names' importance on the remaining data.
+        threshold: the ratio a weight needs to be selected (> 0).
+    """
+    if not threshold > 0:
+        raise ValueError(f"the saliency ratio threshold must be > 0, got {threshold}")
+    if forget.keys() != remain.keys():
+        raise ValueError(f"forget and remain scores name different parameters: {sorted(forget.keys() ^ remain.keys())}")
+    return {name: (forget[name] + eps) / (remain[name] + eps) >= threshold for name in forget}

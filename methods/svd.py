@@ -92,6 +92,11 @@ def projectable_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 def class_balanced_inputs(loader: Iterable, classes: tuple[int, ...], per_class: int) -> Tensor:
     """Up to ``per_class`` inputs of each class, read from ``loader`` in its order."""
+    return torch.cat(list(inputs_by_class(loader, classes, per_class).values()))
+
+
+def inputs_by_class(loader: Iterable, classes: tuple[int, ...], per_class: int) -> dict[int, Tensor]:
+    """Up to ``per_class`` inputs of each class (in the order of ``classes``), read from ``loader`` in its order."""
     picked: dict[int, list[Tensor]] = {c: [] for c in classes}
     for x, y in loader:
         for c in classes:
@@ -100,7 +105,7 @@ def class_balanced_inputs(loader: Iterable, classes: tuple[int, ...], per_class:
                 picked[c].append(x[y == c][:need])
         if all(sum(len(t) for t in picked[c]) >= per_class for c in classes):
             break
-    return torch.cat([t for c in classes for t in picked[c]])
+    return {c: torch.cat(picked[c]) for c in classes}
 
 
 def first_inputs(loader: Iterable, n: int) -> Tensor:

@@ -17,6 +17,7 @@ import torch
 import yaml
 from test_downloading_datamodules import write_cifar10
 
+from attacks.relearning import RelearningProbe
 from benchmark.cli import main
 from benchmark.engine.cell import build_datamodule, instantiate_method
 from benchmark.engine.models import build_model, count_parameters
@@ -94,8 +95,10 @@ def _run_cell(preset: str, tmp_path: Path) -> list[dict]:
     return rows
 
 
-def test_a_cell_runs_end_to_end_on_the_stand_in(tmp_path):
-    """The packaged preset with the recipe's and ft's epochs cut to 1 (same file name: the rows say cifar10_fast)."""
+def test_a_cell_runs_end_to_end_on_the_stand_in(tmp_path, monkeypatch):
+    """The packaged preset with the recipe's and ft's epochs cut to 1 (same file name: the rows say cifar10_fast),
+    and the relearning probe to 2 steps: its 20 steps x 4 variants on six models are ~10 CPU-minutes of fast_resnet."""
+    monkeypatch.setattr(RelearningProbe, "steps", 2)
     data = yaml.safe_load((resources.files("benchmark") / "presets" / "cifar10_fast.yaml").read_text())
     data["train"]["epochs"] = 1
     data["methods"]["ft"]["epochs"] = 1

@@ -8,6 +8,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.engine.callbacks import declared_metrics
+from benchmark.report.store import WALL_CLOCK_DIAGNOSTICS
 
 METHODS = "original,retrain,ft,ga,rl"
 
@@ -104,7 +105,8 @@ def _stable(row: dict) -> dict:
     for part in ("metrics", "oracle"):
         row[part] = {k: v for k, v in row[part].items() if k not in TIMINGS}
     # shadow_fits says how this run made the in-shadows, or is absent where an earlier test cached them
-    row["diagnostics"] = {k: v for k, v in row["diagnostics"].items() if k not in ("cell_s", "shadow_fits")}
+    row["diagnostics"] = {k: v for k, v in row["diagnostics"].items()
+                          if k not in (*WALL_CLOCK_DIAGNOSTICS, "shadow_fits")}
     return row
 
 

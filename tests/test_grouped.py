@@ -20,7 +20,8 @@ from benchmark.engine.grouped import group_refusal
 from benchmark.engine.outputs import OutputsProvider
 from methods.base import method_names
 
-REFUSED = {"scrub": "it optimises manually", "unsir": "unsir declares groupable = False"}
+REFUSED = {"scrub": "it optimises manually", "unsir": "unsir declares groupable = False",
+           "scar": "scar declares groupable = False", "sfron": "it optimises manually"}
 # Checked in the default run: each kind of step the group relays (plain loss; relabelled data; hooks and
 # masked gradients; a custom training_step with teachers; the similarity-tilted target; training-free).
 # The others run with `pytest -m slow`.

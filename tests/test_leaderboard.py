@@ -235,9 +235,31 @@ def test_identical_contenders_are_all_tied():
     assert boards(rows, METRICS)[0].tied("UA") == {"a", "b"}
 
 
+def test_each_kind_of_score_gets_its_own_table_with_the_same_rows():
+    oracle = {"UA": 100.0, "MIA_NN": 50.0, "ULiRA": 50.0}
+    rows = [row(m, [c], s, {"UA": 100.0 - gap, "MIA_NN": 50.0 + gap + s, "ULiRA": 50.0 + gap}, oracle)
+            for m, gap in (("b", 10.0), ("a", 2.0)) for s in range(4) for c in (1, 2)]
+    text = render_markdown(rows, METRICS)
+    preset = text.split("## p\n")[1]
+    classic, privacy = preset.split("### p: classic\n")[1].split("### p: privacy\n")
+    # each table its own columns, each gap with its kind; no table for a kind without columns (robustness)
+    assert "| method | cells / seeds | UA | Avg gap |\n" in classic and "MIA-NN" not in classic
+    assert "| method | cells / seeds | MIA-NN | U-LiRA | Privacy gap |\n" in privacy
+    assert "### p: robustness" not in text
+    # the same rows in the same order (by privacy gap) in both; the notes and the comparison once per preset
+    order = [[line.split(" | ")[0] for line in part.splitlines() if line.startswith("| ") and "---" not in line][1:]
+             for part in (classic, privacy.split("**Privacy gap against")[0])]
+    assert order[0] == order[1] == ["| oracle", "| a", "| b"]
+    assert preset.count("Protocol 1 rows") == 1 and preset.count("**Privacy gap against the best (a)**") == 1
+    assert preset.index("### p: privacy") < preset.index("**Privacy gap against the best")
+    titles = [t.title.split(":")[0] for t in rich_tables(rows, METRICS)]
+    assert titles == ["p (classic)", "p (privacy)", "Privacy gap against the best (a)"]
+
+
 def test_columns_come_from_the_declarations_in_the_committed_order():
     assert [c.key for c in columns(METRICS)] == ["UA", "FTA", "RA", "TA", "MIA_eff", "TV", "MIA_NN", "ULiRA",
-                                                 "avg_gap", "privacy_gap", "time_s"]
+                                                 "avg_gap", "privacy_gap", "RMIA_AUC", "relearn_FTA_retain",
+                                                 "relearn_FTA_k10", "repr_FTA", "time_s"]
 
 
 # -- protocols ---------------------------------------------------------------------------------------------
@@ -296,8 +318,8 @@ def test_rich_tables_show_the_scores_and_the_comparison():
     oracle = {"MIA_NN": 50.0, "ULiRA": 50.0}
     rows = [row(m, [1], s, {"MIA_NN": 50.0 + gap, "ULiRA": 50.0 + gap}, oracle)
             for m, gap in (("a", 2.0), ("b", 10.0)) for s in range(2)]
-    scores, versus = rich_tables(rows, METRICS)
-    assert scores.title.startswith("p: mean [95% CI over seeds]") and "Protocol 1 rows" in scores.caption
+    scores, versus = rich_tables(rows, METRICS)  # MIA-NN, U-LiRA and their gap: the privacy table alone
+    assert scores.title.startswith("p (privacy): mean [95% CI over seeds]") and "Protocol 1 rows" in scores.caption
     assert versus.title == "Privacy gap against the best (a)" and "Holm over 1 comparison;" in versus.caption
     assert [c.header for c in versus.columns][-1] == "verdict"
 

@@ -22,6 +22,7 @@ from benchmark.engine.fitting import FitSettings
 from benchmark.engine.loggers import LOGGERS, NEEDS, RunLoggers
 from benchmark.engine.stacked import fit_stack
 from benchmark.engine.training import fit_classifier, seeded_build
+from benchmark.report.store import WALL_CLOCK_DIAGNOSTICS
 
 CELL = "forget-3_seed-0"
 BANK = ["original", "in-shadow-1", "in-shadow-2", "oracle", "reference-1", "reference-2", "retrained-3",
@@ -104,7 +105,7 @@ def _stable(row: dict) -> dict:
     row = {k: v for k, v in row.items() if k not in ("started", "finished", "command", "provenance")}
     for part in ("metrics", "oracle"):
         row[part] = {k: v for k, v in row[part].items() if k not in ("time_s", "time_ratio")}
-    row["diagnostics"] = {k: v for k, v in row["diagnostics"].items() if k != "cell_s"}
+    row["diagnostics"] = {k: v for k, v in row["diagnostics"].items() if k not in WALL_CLOCK_DIAGNOSTICS}
     return row
 
 

@@ -1,4 +1,4 @@
-"""`bench perf --quick --json` measures and prints every figure of issues 7 and 14 (README: Performance)."""
+"""`bench perf --quick --json` measures and prints every figure of issues 7, 14 and 16 (README: Performance)."""
 
 import json
 
@@ -18,6 +18,7 @@ FIGURES = {
     "g": ["g_digits"],
     "h": ["h_suite_s", "h_bare_s", "h_ratio", "h_max_weight_diff"],
     "j": ["j_model", "j_channels_last_s", "j_contiguous_s", "j_speedup", "j_layout"],
+    "k": ["k_methods", "k_probes_s", "k_rest_s", "k_share", "k_parts_s", "k_bank_training_s"],
 }
 
 
@@ -46,3 +47,13 @@ def test_only_measures_the_named_figures(capsys):
     with pytest.raises(SystemExit) as exit_:  # an unknown figure is a usage error, before anything runs
         main(["perf", "--only", "z"])
     assert exit_.value.code == 2 and "unknown figure z" in capsys.readouterr().err
+
+
+def test_figure_k_puts_the_probes_time_beside_the_rest_of_the_cell(capsys):
+    assert main(["perf", "--quick", "--json", "--methods", "original,ft", "--threads", "1", "--only", "k"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["k_methods"] == 2 and figures["k_bank"] == {"references": 2, "shadows": 2}
+    parts = figures["k_parts_s"]
+    assert set(parts) == {"relearning", "representation"}  # both probes ran, on each row's model and once shared
+    assert all(set(part) == {"method", "oracle", "null"} and min(part.values()) > 0 for part in parts.values())
+    assert figures["k_rest_s"] > 0 and 0 < figures["k_share"] < 1  # the probes are a part of the cells' time

@@ -31,7 +31,14 @@ from benchmark.core.atomic import append_line
 from benchmark.engine.cache import ModelCache
 from benchmark.engine.callbacks import declared_metrics
 from benchmark.report.leaderboard import render_markdown
-from benchmark.report.store import MANIFEST_FILE, RESULTS_FILE, ResultStore, RunDirError, read_rows
+from benchmark.report.store import (
+    MANIFEST_FILE,
+    RESULTS_FILE,
+    WALL_CLOCK_DIAGNOSTICS,
+    ResultStore,
+    RunDirError,
+    read_rows,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = "original,retrain,ft,ga,rl"
@@ -59,7 +66,8 @@ def untimed(row: dict) -> dict:
         for key in ("time_s", "time_ratio"):
             if key in row[part]:
                 row[part][key] = 0.0
-    row.get("diagnostics", {}).pop("cell_s", None)
+    for key in WALL_CLOCK_DIAGNOSTICS:
+        row.get("diagnostics", {}).pop(key, None)
     return row
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from attacks import (
     MIANN,
+    RMIA,
     Accuracy,
     CellContext,
     ForgetDestination,
@@ -18,6 +19,8 @@ from attacks import (
     TVDistance,
     ULiRA,
 )
+from attacks.relearning import RelearningProbe
+from attacks.representation import RepresentationProbe
 from benchmark.core.registry import Registry
 
 # written by the engine around the fit (benchmark.engine.cell.run_cell), not by a callback
@@ -67,6 +70,9 @@ for _name, _cls in (("accuracy", Accuracy), ("mia_efficacy", MIAEfficacy), ("tv"
                     ("ulira", ULiRA), ("similarity_fidelity", SimilarityFidelity),
                     ("forget_destination", ForgetDestination)):
     register_callback(_name, _cls)
+register_callback("rmia", RMIA)
+register_callback("relearning", RelearningProbe)  # runs models: attacks/probes.py
+register_callback("representation", RepresentationProbe)
 
 
 def attack_callbacks(context: CellContext) -> list[MetricCallback]:

@@ -28,6 +28,7 @@ from torch import nn
 import benchmark
 from attacks import AttackOptions, CellContext, lazy
 from attacks.outputs import Outputs
+from attacks.probe_data import ProbeData
 from benchmark.core.errors import ConfigError
 from benchmark.core.hashing import config_hash, derive_seed
 from benchmark.engine.bank import ModelBank
@@ -39,6 +40,7 @@ from benchmark.engine.models import model_layout
 from benchmark.engine.outputs import OutputsProvider
 from benchmark.engine.phases import SHADOW_UNLEARNING, UNLEARNING
 from benchmark.engine.preset import Preset
+from benchmark.engine.probe_records import ProbeRecords
 from benchmark.engine.provenance import provenance, weights_key
 from benchmark.report.store import finite_metrics
 from datamodules import get_datamodule_class
@@ -123,6 +125,17 @@ def unlearn_together(methods: Sequence[UnlearningMethod], dm: UnlearningDataModu
     return True, "grouped"
 
 
+def probe_data(preset: Preset, dm: UnlearningDataModule) -> ProbeData:
+    """What the probes that run models read (:mod:`attacks.probes`): the cell's unaugmented splits and the preset's
+    hand-set fine-tuning (its ``ft`` values, else FT's defaults; never tuned ones, so that a new tuning of FT
+    leaves the probe's strength alone)."""
+    hand_set = dataclasses.replace(preset, tuned={})
+    ft = instantiate_method("ft", nn.Linear(1, dm.num_classes), hand_set, dm, seed=0).hparams
+    return ProbeData(split=functools.cache(lambda split: dm.dataset(split).tensors()), num_classes=dm.num_classes,
+                     lr=ft.lr, momentum=ft.momentum, weight_decay=ft.weight_decay,
+                     batch_size=ft.batch_size or preset.unlearn_batch_size)
+
+
 def preset_settings(preset: Preset) -> dict[str, Any]:
     """The preset's fields that shape results. Left out: its grid axes (the forget-class sets and seeds
     it lists; a cell has its own, and a grid may grow), where its data lives and how it is described.
@@ -198,6 +211,10 @@ class Cell:
     @functools.cached_property
     def oracle(self) -> tuple[nn.Module, dict[str, Any]]:
         return self.bank.oracle()
+
+    @functools.cached_property
+    def probe_data(self) -> ProbeData:
+        return probe_data(self.preset, self.dm)
 
     def method(self, name: str, model: nn.Module | None = None, index: int = 0) -> UnlearningMethod:
         """Method ``name`` on a copy of the original (or of ``model``) with its own seed for ``index``
@@ -301,7 +318,14 @@ class Cell:
             references=lazy(lambda: bank.reference_outputs(outputs)),
             retrain_shadows=lazy(lambda: bank.retrain_shadow_outputs(outputs)),
             method_shadows=lazy(lambda: self.unlearned_shadow_outputs(name, training_key)), shared=self.shared,
+            in_shadows=lazy(lambda: [bank.outputs(outputs, "original", i)
+                                     for i in range(1, self.preset.bank.shadows + 1)]),
             method_key=method_key,
+            # the probes that run models (attacks/probes.py), with their results kept under each model's key
+            oracle_model=lambda: oracle, reference_models=lazy(lambda: [m for m, _ in bank.references()]),
+            probe_data=self.probe_data, probe_store=ProbeRecords(outputs.cache, self.dm.split_hash, {
+                "method": method_key, "oracle": bank.key("retrained", 0),
+                "references": [bank.key("retrained", i) for i in range(1, self.preset.bank.references + 1)]}),
         )
 
 

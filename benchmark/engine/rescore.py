@@ -7,6 +7,12 @@ key, the bank, the unlearned in-shadows; see :mod:`benchmark.engine.cell`). :fun
 attack settings (or after an attack changed). The new rows go to their own run directory; the unlearning
 time is the old row's, since nothing was unlearned.
 
+The probes that run models (relearning and representation, :mod:`attacks.probes`) are not run again either: their
+results were kept in the cache under the probed models' keys when the row was run
+(:mod:`benchmark.engine.probe_records`), and are read back, so a rescored row holds them as a fresh run's would.
+A cache without them (rows run before the probes existed, or under other probe settings) leaves those scores
+out of the rescored row, and its ``diagnostics.errors`` names the record that is missing.
+
 A row's models are found under the keys it was run with: the fit settings that entered them (several devices,
 another precision: :func:`~benchmark.engine.provenance.weight_settings`) are read back from the row's
 ``provenance["keyed"]`` (none for rows older than provenance, whose keys had none). A rescored row keeps its

@@ -57,7 +57,8 @@ ROLE_MEANING = {
 # target and the oracle on all four; MIA-NN's features on D_f (train) and T_f (test); U-LiRA and MIA-NN's
 # shadow mode read the in-shadows on D_f alone. V is accepted and read by none.
 REQUIRED_SPLITS = {"target": ("D_f", "D_r", "T_f", "T_r"), "oracle": ("D_f", "D_r", "T_f", "T_r"),
-                   "references": ("D_f", "T_f"), "shadows": ("D_f",), "retrained": ("D_f", "T_f")}
+                   "references": ("D_f", "T_f", "T_r"), "shadows": ("D_f",),  # T_r: RMIA's population
+                   "retrained": ("D_f", "T_f", "T_r")}
 # leave-one-model-out U-LiRA fits a variance on each side with one model left out: 3 models per side, so
 # M + 1 >= 3 (oracle and references), S + 1 >= 3 (target and in-shadows) and 3 null models for the oracle's row
 MIN_MODELS = {"references": 2, "shadows": 2, "retrained": 3}

@@ -26,6 +26,8 @@ RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "run.json"
 MANIFEST_SCHEMA = 1  # bump when the manifest's layout changes
 STATUSES = ("ok", "diverged", "failed")
+# a row's diagnostics that are wall-clock seconds: they differ between two runs of one command, nothing else may
+WALL_CLOCK_DIAGNOSTICS = ("cell_s", "probe_compute_s")
 _ROW_TYPES: dict[str, type | tuple[type, ...]] = {
     "preset": str, "dataset": str, "model": str, "method": str, "forget_classes": list, "seed": int,
     "status": str, "metrics": dict, "oracle": dict, "hparams": dict, "config_hash": str, "split_hash": str,

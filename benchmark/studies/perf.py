@@ -25,6 +25,10 @@ j. the preset model's memory layout: one bank model's epochs as a bare loop with
    inputs against the default (contiguous) layout, same batches: ``j_channels_last_s``, ``j_contiguous_s``,
    ``j_speedup`` and ``j_layout``, the layout the model is registered with (``small_cnn`` and ``fast_resnet``
    train channels-last because this figure says it pays on CPU).
+k. the probes that run models (the relearning and representation probes, :mod:`attacks.probes`) against the rest
+   of one cell (the preset's first forget classes, seed 0, ``--methods``, the bank trained beforehand in a fresh
+   cache and not counted): ``k_probes_s`` (every row's probes on its own model, plus the oracle's and the
+   null's once), ``k_rest_s`` (the rows' ``cell_s`` less the probes), ``k_share`` and ``k_parts_s`` per probe.
 
 Grid runs (d, e) happen in child processes, each with a fresh cache, so their peak memory is their own.
 """
@@ -285,6 +289,47 @@ def figure_j(preset: Preset, dm, plan: PerfPlan) -> dict[str, Any]:
             "j_layout": model_layout(preset.model).get("memory_format", "contiguous")}
 
 
+# -- k: the probes' time in one cell ------------------------------------------------------------------------------
+def probe_seconds(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per probe, the seconds its records took to compute over one cell's ``rows`` (``probe_compute_s`` in their
+    diagnostics): each row's own model, and the oracle and the null once (every row of a cell names the same)."""
+    parts: dict[str, dict[str, float]] = {}
+    for row in rows:
+        for probe, seconds in row["diagnostics"].get("probe_compute_s", {}).items():
+            part = parts.setdefault(probe, {"method": 0.0})
+            part["method"] += seconds.get("method", 0.0)
+            for shared in ("oracle", "null"):
+                part[shared] = seconds.get(shared, part.get(shared, 0.0))
+    return parts
+
+
+def figure_k(preset: Preset, dm, methods: str, plan: PerfPlan) -> dict[str, Any]:
+    from benchmark.engine.bank import ModelBank
+    from benchmark.engine.cache import ModelCache
+    from benchmark.engine.cell import Cell, run_cell
+    from benchmark.engine.outputs import OutputsProvider
+    from methods.base import resolve_methods
+
+    train = preset.train if plan.grid_epochs is None else dataclasses.replace(preset.train, epochs=plan.grid_epochs)
+    bank = Bank(references=2, shadows=2) if plan.grid_forget_classes else preset.bank  # as figure d's
+    sized = dataclasses.replace(preset, train=train, bank=bank)
+    with tempfile.TemporaryDirectory() as tmp:  # its own cache: no probe record of another figure is reused
+        cache = ModelCache(tmp)
+        cell = Cell(sized, dm, ModelBank(sized, dm, cache), OutputsProvider(dm, cache))
+        bank_s, _ = _best_of(1, cell.bank.train_missing)
+        rows = [run_cell(cell, name) for name in resolve_methods(methods)]
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        raise RuntimeError(f"figure k's cell failed: {failed[0].get('error')}")
+    parts = probe_seconds(rows)
+    probes_s = sum(sum(part.values()) for part in parts.values())
+    cell_s = sum(r["diagnostics"]["cell_s"] for r in rows)
+    return {"k_methods": len(rows), "k_bank": dataclasses.asdict(bank), "k_probes_s": round(probes_s, 3),
+            "k_rest_s": round(cell_s - probes_s, 3), "k_share": probes_s / cell_s,
+            "k_parts_s": {p: {k: round(v, 3) for k, v in part.items()} for p, part in parts.items()},
+            "k_bank_training_s": round(bank_s, 3)}
+
+
 # -- c: inference passes in one cell ------------------------------------------------------------------------------
 def figure_c(preset: Preset, dm, cache, plan: PerfPlan) -> dict[str, float]:
     from benchmark.engine.bank import ModelBank
@@ -418,7 +463,7 @@ def _dataset_curve(preset: Preset, dm, plan: PerfPlan) -> dict[str, float]:
 
 
 # -- the command ----------------------------------------------------------------------------------------------------
-FIGURE_NAMES = ("a", "b", "c", "d", "e", "f", "g", "h", "j")
+FIGURE_NAMES = ("a", "b", "c", "d", "e", "f", "g", "h", "j", "k")
 
 
 def run_perf(preset_name: str, *, methods: str = "all", quick: bool = False, only: Sequence[str] = FIGURE_NAMES,
@@ -427,7 +472,7 @@ def run_perf(preset_name: str, *, methods: str = "all", quick: bool = False, onl
 
     Args:
         preset_name: the preset to measure (figures a to f and h; g runs its own presets).
-        methods: the methods of figures d and g (``all`` is the issue's figure; a list makes it quicker).
+        methods: the methods of figures d, g and k (``all`` is the issue's figure; a list makes it quicker).
         quick: a small plan (few models, epochs and bank sizes) for tests and smoke runs.
         only: the figures to measure (f needs d, and measures it if not asked).
         report: called with each figure's name and values as soon as they exist.
@@ -453,7 +498,8 @@ def run_perf(preset_name: str, *, methods: str = "all", quick: bool = False, onl
                                         preset, plan)),
                  ("g", lambda: figure_g(methods, plan)),
                  ("h", lambda: figure_h(preset, dm, plan)),
-                 ("j", lambda: figure_j(preset, dm, plan))]
+                 ("j", lambda: figure_j(preset, dm, plan)),
+                 ("k", lambda: figure_k(preset, dm, methods, plan))]
         for name, measure in steps:
             if name not in only:
                 continue
