@@ -6,6 +6,7 @@ rank 1 (which must be ``bench``, not pytest) and because shards are separate job
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -81,3 +82,20 @@ def rows(run_dir: Path) -> list[dict]:
 def without_measured(row: dict) -> dict:
     """The row's scores without wall-clock times."""
     return {part: {k: v for k, v in row[part].items() if k not in MEASURED} for part in ("metrics", "oracle")}
+
+
+def untimed(row: dict) -> dict:
+    """A row with its wall-clock parts (and the command line, which names the directories) blanked:
+    what must be identical between two runs of one command."""
+    from benchmark.report.store import WALL_CLOCK_DIAGNOSTICS
+
+    row = copy.deepcopy(row)
+    row["started"] = row["finished"] = ""
+    row.pop("command", None)
+    for part in ("metrics", "oracle"):
+        for key in MEASURED:
+            if key in row[part]:
+                row[part][key] = 0.0
+    for key in WALL_CLOCK_DIAGNOSTICS:
+        row.get("diagnostics", {}).pop(key, None)
+    return row

@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from claims import check_forgets_and_keeps_accuracy
 
 from attacks import accuracy_metrics
 from benchmark.engine.cell import instantiate_method, unlearn
@@ -12,7 +13,6 @@ from benchmark.engine.outputs import OutputsProvider
 from methods import get_method
 from methods.delete import masked_target
 from methods.trw import tilted_target
-from claims import check_forgets_and_keeps_accuracy
 
 
 def test_the_target_is_the_teacher_without_the_own_class_hand_computed():

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from scale import untimed
 from torch import nn
 
 from benchmark.cli import main
@@ -34,7 +35,6 @@ from benchmark.report.leaderboard import render_markdown
 from benchmark.report.store import (
     MANIFEST_FILE,
     RESULTS_FILE,
-    WALL_CLOCK_DIAGNOSTICS,
     ResultStore,
     RunDirError,
     read_rows,
@@ -54,21 +54,6 @@ RUN_TIMEOUT_S = 900
 def bench(out: Path, cache: Path) -> list[str]:
     """The grid command as a subprocess argv (a real process, so it can be killed)."""
     return [sys.executable, "-u", "-m", "benchmark.cli", *GRID, "--out", str(out), "--cache", str(cache)]
-
-
-def untimed(row: dict) -> dict:
-    """A row with its wall-clock parts (and the command line, which names the directories) blanked:
-    what must be identical between two runs of one command."""
-    row = copy.deepcopy(row)
-    row["started"] = row["finished"] = ""
-    row.pop("command", None)
-    for part in ("metrics", "oracle"):
-        for key in ("time_s", "time_ratio"):
-            if key in row[part]:
-                row[part][key] = 0.0
-    for key in WALL_CLOCK_DIAGNOSTICS:
-        row.get("diagnostics", {}).pop(key, None)
-    return row
 
 
 def result_lines(out: Path) -> list[str]:

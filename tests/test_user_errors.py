@@ -5,6 +5,7 @@ SIGTERM stop a run in order, say what was kept, and exit 130 and 143 as a shell 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from scale import bench_env
+from scale import bench_env, untimed
 
 from benchmark.cli import main
 from benchmark.core.interrupts import signals_interrupt
@@ -146,10 +147,14 @@ def test_what_an_interrupted_tune_keeps_counts_finished_trials_only(tmp_path):
 
 # -- interruptions of a real run ----------------------------------------------------------------------------
 
+def run_argv(out: Path, cache: Path) -> list[str]:
+    return [sys.executable, "-u", "-m", "benchmark.cli", *RUN, "--out", str(out), "--cache", str(cache)]
+
+
 def interrupted_run(sig: signal.Signals, tmp_path: Path) -> tuple[int, str]:
     """Start ``bench run`` in a subprocess, send ``sig`` once its first model is cached; its status and stderr."""
     out, cache = tmp_path / "out", tmp_path / "cache"
-    argv = [sys.executable, "-u", "-m", "benchmark.cli", *RUN, "--out", str(out), "--cache", str(cache)]
+    argv = run_argv(out, cache)
     proc = subprocess.Popen(argv, cwd=ROOT, env=bench_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
@@ -176,3 +181,21 @@ def test_ctrl_c_mid_bank_exits_130_saying_what_is_kept(tmp_path):
 
 def test_sigterm_mid_bank_exits_143_saying_what_is_kept(tmp_path):
     assert interrupted_run(signal.SIGTERM, tmp_path)[0] == 143
+
+
+def run_to_end(out: Path, cache: Path) -> list[dict]:
+    result = subprocess.run(run_argv(out, cache), cwd=ROOT, env=bench_env(), capture_output=True, text=True,
+                            timeout=SIGNAL_TIMEOUT_S)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_after_ctrl_c_the_same_command_ends_with_the_rows_of_an_uninterrupted_run(tmp_path):
+    """The interrupted run keeps its cache; the rerun trains what is missing, and its rows equal those of a run
+    that was never interrupted (from its own empty cache), timings aside."""
+    assert interrupted_run(signal.SIGINT, tmp_path / "interrupted")[0] == 130
+    resumed = run_to_end(tmp_path / "interrupted" / "out", tmp_path / "interrupted" / "cache")
+    clean = run_to_end(tmp_path / "clean" / "out", tmp_path / "clean" / "cache")
+    assert [r["status"] for r in resumed] == ["ok"]
+    assert [untimed(r) for r in resumed] == [untimed(r) for r in clean]
