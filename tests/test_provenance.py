@@ -137,3 +137,32 @@ def test_a_tiny_run_writes_provenance_into_its_rows_and_run_json(tmp_path, cache
     assert main(["rescore", str(out), "--out", str(rescored), "--cache", str(cache.root), "--neighbours", "2"]) == 0
     (again,) = read_rows(rescored / "results.jsonl")
     assert again["provenance"] == row["provenance"]  # how its models were made, kept
+
+
+def cached_models(cache: Path) -> set[str]:
+    return {meta.stem for meta in (cache / "models").glob("*/*.json")}
+
+
+@pytest.mark.slow
+def test_another_precision_shares_the_cache_but_neither_its_models_nor_its_run_directory(tmp_path, capsys):
+    """bf16-mixed runs into the cache of a 32-bit run: every model is its own (trained anew, under its own key),
+    the rows are other rows, and the 32-bit run's directory refuses them before anything trains."""
+    shared, default_out, bf16_out = tmp_path / "cache", tmp_path / "fp32", tmp_path / "bf16"
+    ft = [*RUN[:4], "ft", *RUN[5:], "--cache", str(shared)]
+    assert main([*ft, "--out", str(default_out)]) == 0
+    models = cached_models(shared)
+    capsys.readouterr()
+    assert main([*ft, "--out", str(default_out), "--precision", "bf16-mixed"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "trained_with" in err and "bf16-mixed" in err, err
+    assert cached_models(shared) == models  # refused before any work
+
+    assert main([*ft, "--out", str(bf16_out), "--precision", "bf16-mixed"]) == 0
+    bf16_models = cached_models(shared) - models
+    assert len(bf16_models) == len(models)  # nothing reused: each model of the first run has its bf16 twin
+    (fp32,), (bf16,) = read_rows(default_out / "results.jsonl"), read_rows(bf16_out / "results.jsonl")
+    assert bf16["config_hash"] != fp32["config_hash"] and bf16["provenance"]["keyed"] == {"precision": "bf16-mixed"}
+    assert json.loads((bf16_out / MANIFEST_FILE).read_text())["config"]["trained_with"] == {"precision": "bf16-mixed"}
+    assert "trained_with" not in json.loads((default_out / MANIFEST_FILE).read_text())["config"]
+    assert main([*ft, "--out", str(bf16_out), "--precision", "bf16-mixed"]) == 0  # resumes in its own directory
+    assert len(read_rows(bf16_out / "results.jsonl")) == 1

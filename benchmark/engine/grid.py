@@ -28,6 +28,7 @@ from benchmark.engine.cell import Cell, build_datamodule, check_methods, preset_
 from benchmark.engine.fitting import DEFAULT_FIT, FitSettings, rendezvous
 from benchmark.engine.outputs import OutputsProvider
 from benchmark.engine.preset import Preset
+from benchmark.engine.provenance import weight_settings
 from benchmark.engine.shard import Shard, blocks
 from benchmark.report.store import ResultStore
 from datamodules.base import check_forget_classes
@@ -78,15 +79,18 @@ class Display:
     lightning_messages: bool = False
 
 
-def run_config(preset: Preset, options: AttackOptions) -> dict[str, Any]:
+def run_config(preset: Preset, options: AttackOptions, trained_with: dict[str, Any] | None = None) -> dict[str, Any]:
     """What every row of one run directory shares, recorded in its manifest (``ResultStore.claim``).
 
     Methods, forget classes and seeds may grow between runs into one directory (see
     :func:`~benchmark.engine.cell.preset_settings`); per-method hyperparameters stay in: a changed one
-    would put two versions of a method into one leaderboard row.
+    would put two versions of a method into one leaderboard row. So do the fit settings that change trained
+    weights (``trained_with``, :func:`~benchmark.engine.provenance.weight_settings`): rows of another precision or
+    device count are other rows of the same cells. Absent for the defaults, so older manifests still match.
     """
-    return {"preset": preset.name, "version": benchmark.__version__, "protocol": benchmark.PROTOCOL,
-            "settings": preset_settings(preset), "attacks": dataclasses.asdict(options)}
+    config = {"preset": preset.name, "version": benchmark.__version__, "protocol": benchmark.PROTOCOL,
+              "settings": preset_settings(preset), "attacks": dataclasses.asdict(options)}
+    return config | ({"trained_with": trained_with} if trained_with else {})
 
 
 def check_bank(preset: Preset) -> None:
@@ -172,7 +176,7 @@ def _run_grid(preset: Preset, methods: list[str], *, forget_classes, seeds, opti
     summary = GridSummary(out_dir=out_dir)
     rendezvous(fit)  # every rank exists before the disk is read, so each answer can be shared
     check_bank(preset)
-    agree(lambda: store.claim(run_config(preset, options)))  # refuse to mix configurations
+    agree(lambda: store.claim(run_config(preset, options, weight_settings(fit))))  # refuse to mix configurations
     done = agree(store.finished_hashes)
     positions = {cell: i for i, cell in enumerate((seed, fc, name) for seed in seeds for fc in fc_sets
                                                   for name in methods)}

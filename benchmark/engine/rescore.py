@@ -210,7 +210,7 @@ def _datamodule(preset: Preset, seed: int, forget_classes: tuple[int, ...], data
 
 def shared_manifest(runs: list[RunDir], options: AttackOptions) -> dict[str, Any]:
     """The manifest every new row shares; run directories of different presets or settings cannot share one."""
-    configs = [(run.path, run_config(run.preset, options)) for run in runs]
+    configs = [(run.path, run_config(run.preset, options, run.config.get("trained_with"))) for run in runs]
     for path, config in configs[1:]:
         if _json(config) != _json(configs[0][1]):
             raise RescoreError(f"{configs[0][0]} and {path} were run with different presets or settings; "
