@@ -9,6 +9,7 @@ from datamodules.base import (
     ImageArrays,
     MethodData,
     UnlearningDataModule,
+    UnsafeDatasetFileError,
 )
 from datamodules.offline import DigitsDataModule, MNIST5kDataModule
 from datamodules.tiny_imagenet import TinyImageNetDataModule
@@ -52,6 +53,7 @@ __all__ = [
     "CIFAR10DataModule",
     "CIFAR100DataModule",
     "DatasetNotFoundError",
+    "UnsafeDatasetFileError",
     "DigitsDataModule",
     "FashionMNISTDataModule",
     "ImageArrays",

@@ -39,6 +39,10 @@ class DatasetNotFoundError(BenchError, FileNotFoundError):
     """A dataset is not on disk and downloading was not asked for; the message says how to get it."""
 
 
+class UnsafeDatasetFileError(BenchError, ValueError):
+    """A dataset file asks to run code its format never needs (a pickle naming other globals); not loaded."""
+
+
 @dataclass(frozen=True)
 class ImageArrays:
     """Images and labels of one dataset split, as loaded from disk.

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from datamodules.base import DatasetNotFoundError, ImageArrays, UnlearningDataModule
+from datamodules.base import DatasetNotFoundError, ImageArrays, UnlearningDataModule, UnsafeDatasetFileError
 
 
 def missing_dataset_error(name: str, expected: str | Path | None, how_to_get: str) -> DatasetNotFoundError:
@@ -141,6 +141,39 @@ class FashionMNISTDataModule(_IdxDataModule):
 
 
 # -- CIFAR: python pickles --------------------------------------------------------------------------------
+# A CIFAR batch is a dict of bytes, lists and numpy arrays: rebuilding it needs numpy's array constructors and
+# nothing else (module names of numpy 1 and 2; and ``_codecs.encode``, which protocol-2 pickles written by
+# Python 3 use for bytes). Any other global in the file could run code, so none is loaded.
+_ARRAY_GLOBALS = frozenset({(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+                            for name in ("_reconstruct", "scalar")}
+                           | {(module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")}
+                           | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")})
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ARRAY_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+def read_cifar_batch(path: Path) -> dict:
+    """One CIFAR batch file, unpickled with only numpy's array constructors allowed.
+
+    Raises:
+        UnsafeDatasetFileError: the file names any other global (it is not a CIFAR batch, or was tampered with).
+    """
+    with path.open("rb") as f:
+        try:
+            # encoding='bytes' reads the Python 2 originals too
+            return _ArraysOnlyUnpickler(f, encoding="bytes").load()
+        except pickle.UnpicklingError as exc:
+            raise UnsafeDatasetFileError(
+                f"{path} is not a CIFAR batch: its pickle asks for {exc}, which a CIFAR batch never needs, so it "
+                "was not loaded; replace it with the official file (torchvision's download or the archive from "
+                "https://www.cs.toronto.edu/~kriz/cifar.html)") from None
+
+
 def _entry(batch: dict, key: str) -> Any:
     """A value of a CIFAR batch dict, whose keys are bytes when unpickled with encoding='bytes'."""
     for k in (key, key.encode()):
@@ -165,9 +198,7 @@ class _CifarDataModule(TorchvisionDataModule):
     def read_files(self, paths: list[Path]) -> ImageArrays:
         images, labels = [], []
         for path in paths:
-            with path.open("rb") as f:
-                # the official batches are pickles; encoding='bytes' reads the Python 2 originals too
-                batch = pickle.load(f, encoding="bytes")
+            batch = read_cifar_batch(path)
             images.append(np.asarray(_entry(batch, "data"), dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.append(np.asarray(_entry(batch, self.label_key), dtype=np.int64))
         return ImageArrays(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)))

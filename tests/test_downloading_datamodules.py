@@ -288,3 +288,45 @@ def test_presets_parse(name: str) -> None:
 def test_cifar_preset_forget_classes() -> None:
     assert load_preset("cifar10").forget_classes == ((1,), (3,), (5,))
     assert load_preset("cifar100").forget_classes == ((0,), (10,), (20,))
+
+
+class _RunsCode:
+    """A pickle payload that would create ``marker`` when unpickled by an unrestricted loader."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("numpy_module", ["numpy.core.multiarray", "numpy._core.multiarray"])
+def test_cifar_batches_need_only_numpys_array_constructors(numpy_module: str, tmp_path: Path) -> None:
+    """Arrays pickled by numpy 1 or 2 (their constructors live in different modules) load; nothing else may."""
+    from datamodules.torchvision_sets import read_cifar_batch
+
+    rows = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    path = tmp_path / "batch"
+    data = pickle.dumps({b"data": rows, b"labels": [1, 2]}, protocol=2)
+    # the same pickle as the other numpy major version writes it: only the constructor's module differs
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        data = data.replace(f"c{module}\n".encode(), f"c{numpy_module}\n".encode())
+    path.write_bytes(data)
+    batch = read_cifar_batch(path)
+    np.testing.assert_array_equal(batch[b"data"], rows)
+    assert batch[b"labels"] == [1, 2]
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused_unrun(tmp_path: Path) -> None:
+    from datamodules import UnsafeDatasetFileError
+
+    marker = tmp_path / "ran"
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    with batch.open("wb") as f:
+        pickle.dump({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"x": _RunsCode(marker)}, f)
+    dm = CIFAR10DataModule(str(tmp_path), forget_classes=[1], seed=0)
+    with pytest.raises(UnsafeDatasetFileError, match=r"data_batch_3 is not a CIFAR batch: its pickle asks for "
+                                                     r"pathlib\..*Path\.touch"):
+        dm.load()
+    assert not marker.exists()
