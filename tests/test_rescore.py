@@ -132,3 +132,21 @@ def test_a_run_directory_whose_preset_settings_changed_is_refused(first_run, tmp
     assert "other settings of preset 'digits'" in err and "unlearn_batch_size" in err
     assert main(["rescore", str(edited), str(first_run / "A")]) == 2
     assert "needs --out" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_vmap_stacked_run_is_rescored_from_its_own_models(tmp_path, capsys):
+    """vmap-stacked bank models live under their own keys; the row records the stacking, so a rescore finds them
+    (and trains nothing) and equals a fresh vmap run with the new settings."""
+    cache = ModelCache(tmp_path / "cache")
+    vmap = ["--methods", "ft", "--stacking", "vmap", "--cache", str(cache.root)]
+    assert main([*RUN, *vmap, "--out", str(tmp_path / "A")]) == 0
+    (row,) = _rows(tmp_path / "A")
+    assert row["provenance"]["stacking"] == "vmap"
+    capsys.readouterr()
+    assert main(["rescore", str(tmp_path / "A"), "--out", str(tmp_path / "R"), "--cache", str(cache.root),
+                 *NEW_OPTIONS]) == 0
+    assert "0 models trained" in " ".join(capsys.readouterr().out.split())
+    assert main([*RUN, *vmap, *NEW_OPTIONS, "--out", str(tmp_path / "F")]) == 0
+    assert [_without_wall_clock(r) for r in _rows(tmp_path / "R")] == [_without_wall_clock(r)
+                                                                        for r in _rows(tmp_path / "F")]

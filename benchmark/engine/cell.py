@@ -361,7 +361,9 @@ def start_row(cell: Cell, method: UnlearningMethod, key: str) -> dict[str, Any]:
         "bank": {"references": preset.bank.references, "shadows": preset.bank.shadows},
         "split": dm.manifest()["sizes"], "command": cell.command,
         **({"tuning": tuning} if (tuning := preset.tuning_of(method.name)) else {}),
-        "provenance": provenance(cell.fit),  # where and how it was made; in no hash
+        # where and how it was made, in no hash; the bank's stacking as resolved (``auto`` measured), which
+        # ``bench rescore`` needs to find vmap-stacked models under their own keys
+        "provenance": provenance(cell.fit) | {"stacking": cell.bank.stacking},
     }
 
 

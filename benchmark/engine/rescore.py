@@ -143,17 +143,24 @@ def run_preset(run: RunDir) -> Preset:
     return preset
 
 
-CellGroup = tuple[int, tuple[int, ...], str]  # seed, forget classes, keyed fit settings (as sorted JSON)
+CellGroup = tuple[int, tuple[int, ...], str, str]  # seed, forget classes, keyed fit settings (sorted JSON), stacking
 
 
 def cell_groups(rows: list[dict[str, Any]]) -> dict[CellGroup, list[dict[str, Any]]]:
-    """Rows by cell, (seed, forget classes, the fit settings in their keys), in first-appearance order: one
-    cell's rows share its bank and nulls (rows run under other device counts or precisions have other banks)."""
+    """Rows by cell, (seed, forget classes, the fit settings in their keys, the bank's stacking), in
+    first-appearance order: one cell's rows share its bank and nulls (rows run under other device counts or
+    precisions, or with a vmap-stacked bank, have other banks)."""
     groups: dict[CellGroup, list[dict[str, Any]]] = {}
     for row in rows:
         keyed = json.dumps(trained_with(row), sort_keys=True)
-        groups.setdefault((row["seed"], tuple(row["forget_classes"]), keyed), []).append(row)
+        groups.setdefault((row["seed"], tuple(row["forget_classes"]), keyed, stacked_with(row)), []).append(row)
     return groups
+
+
+def stacked_with(row: dict[str, Any]) -> str:
+    """How the row's bank was stacked (``grouped`` for rows older than the record; ``auto`` in rows written
+    before it was resolved, which the cache's remembered decision then resolves again)."""
+    return row.get("provenance", {}).get("stacking", "grouped")
 
 
 def trained_with(row: dict[str, Any]) -> dict[str, Any]:
@@ -250,13 +257,13 @@ def rescore_runs(run_dirs: Sequence[str | Path], *, out: str | Path | None = Non
     done = store.finished_hashes()
     cache = ModelCache(cache or Path("runs") / "cache", read_only=True)
     loaded: dict[tuple[str, int], UnlearningDataModule] = {}
-    cells = [(run.preset, seed, fc, keyed, rows) for run in runs
-             for (seed, fc, keyed), rows in cell_groups(run.rows).items()]
-    for preset, seed, fc, _keyed, _rows in cells:  # every cell checked before any is scored
+    cells = [(run.preset, seed, fc, keyed, stacking, rows) for run in runs
+             for (seed, fc, keyed, stacking), rows in cell_groups(run.rows).items()]
+    for preset, seed, fc, *_ in cells:  # every cell checked before any is scored
         check_neighbours(options, _datamodule(preset, seed, fc, data_root, loaded).num_classes, fc)
-    for preset, seed, fc, keyed, rows in cells:
+    for preset, seed, fc, keyed, stacking, rows in cells:
         dm = _datamodule(preset, seed, fc, data_root, loaded)
-        fit = FitSettings(trainer_kwargs=json.loads(keyed))  # for the keys only: nothing is fitted
+        fit = FitSettings(trainer_kwargs=json.loads(keyed), stacking=stacking)  # for the keys only: nothing is fitted
         cell = Cell(preset, dm, ModelBank(preset, dm, cache, fit=fit), OutputsProvider(dm, cache), options=options,
                     fit=fit, command=command)
         rescore_cell(cell, rows, store=store, done=done, summary=summary)
