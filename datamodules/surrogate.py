@@ -59,7 +59,8 @@ def load_photographs(source: str) -> list[Tensor]:
         arrays = [np.asarray(Image.open(p).convert("RGB")) for p in files]
         if not arrays:
             raise ConfigError(f"surrogate directory {source!r} holds no {'/'.join(IMAGE_SUFFIXES)} file")
-    return [torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0 for a in arrays]
+    # a copy: PIL's and scikit-learn's arrays may be read-only, which torch warns about
+    return [torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0 for a in arrays]
 
 
 def to_channels(images: Tensor, channels: int) -> Tensor:
