@@ -70,12 +70,15 @@ class TensorImageDataset(Dataset):
     """
 
     def __init__(self, images: Tensor, labels: Tensor, indices: np.ndarray, mean: Tensor, std: Tensor,
-                 augment: bool = False, normalised: Tensor | None = None) -> None:
+                 augment: bool = False, normalised: Tensor | None = None, augment_seed: int = 0) -> None:
         self.images, self.labels = images, labels
         self.indices = torch.as_tensor(indices, dtype=torch.long)
         self.mean, self.std = mean.view(-1, 1, 1), std.view(-1, 1, 1)
         self.augment = augment
         self.normalised = normalised
+        # the crops and flips draw from this dataset's own generator, never the global RNG: models trained side by
+        # side (a group, a vmap stack) each draw their own, exactly as in their own fits
+        self.generator = torch.Generator().manual_seed(augment_seed % 2**63) if augment else None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -88,23 +91,24 @@ class TensorImageDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         j = self.indices[i]
-        x = self._images(j.view(1))[0]
+        x = self._images(j.view(1))
         if self.augment:
-            x = _crop_and_flip(x)
-        return x, self.labels[j]
+            x = crop_and_flip(x, self.generator)
+        return x[0], self.labels[j]
 
     def __getitems__(self, positions: list[int]) -> Sequence[tuple[Tensor, Tensor]]:
         """A whole batch in one indexing operation instead of one per sample (DataLoader's batched fetch).
 
-        The batch holds exactly the values the per-sample path gives; it still reads as a sequence of
-        samples, so any wrapper (``Subset``, ``ConcatDataset``) or ``default_collate`` works on it, and
-        :func:`collate_batch` takes the stacked tensors back without re-stacking them. Augmentation draws
-        from the global RNG once per sample, so it keeps the per-sample path and order.
+        Without augmentation the batch holds exactly the values the per-sample path gives; it still reads as
+        a sequence of samples, so any wrapper (``Subset``, ``ConcatDataset``) or ``default_collate`` works on
+        it, and :func:`collate_batch` takes the stacked tensors back without re-stacking them. Augmented, the
+        whole batch is cropped and flipped at once, its offsets drawn in one call of the dataset's generator.
         """
-        if self.augment:
-            return [self[i] for i in positions]
         j = self.indices.index_select(0, torch.as_tensor(positions, dtype=torch.long))
-        return SampleBatch(self._images(j), self.labels.index_select(0, j))
+        x = self._images(j)
+        if self.augment:
+            x = crop_and_flip(x, self.generator)
+        return SampleBatch(x, self.labels.index_select(0, j))
 
     def tensors(self) -> tuple[Tensor, Tensor]:
         """All samples at once, normalised: the fast path for inference on small data."""
@@ -148,13 +152,29 @@ def normalise(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return (x - mean) / std
 
 
-def _crop_and_flip(x: Tensor, pad: int = 4) -> Tensor:
-    """The standard CIFAR augmentation: a random crop of the zero-padded image and a random h-flip."""
-    h, w = x.shape[-2:]
+# Named in the cache keys and run configurations of augmented presets (``augment: true``): models trained under
+# another augmentation scheme are other models.
+AUGMENTATION = "crop-pad4-hflip/per-loader-generator"
+
+
+def augmentation_key(augment: bool) -> bool | str:
+    """What a cache key records of a DataModule's augmentation: False, or the scheme's name."""
+    return AUGMENTATION if augment else False
+
+
+def crop_and_flip(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
+    """The standard CIFAR augmentation of a batch (N, C, H, W): each image a random H x W crop of itself
+    zero-padded by ``pad``, then flipped left-right with probability 1/2; offsets and flips drawn from
+    ``generator`` (rows, then columns, then flips, one call each)."""
+    n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    i, j = torch.randint(0, 2 * pad + 1, (2,)).tolist()
-    x = padded[..., i:i + h, j:j + w]
-    return x.flip(-1) if torch.rand(()) < 0.5 else x
+    rows = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    cols = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5
+    ys = (rows[:, None] + torch.arange(h))[:, None, :, None]  # (N, 1, H, 1)
+    xs = cols[:, None] + torch.arange(w)  # (N, W)
+    xs = torch.where(flips[:, None], xs.flip(-1), xs)[:, None, None, :]  # a flip reads the crop's columns backwards
+    return padded[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], ys, xs]
 
 
 def hash_arrays(*parts: object) -> str:
@@ -186,8 +206,8 @@ class UnlearningDataModule(L.LightningDataModule):
         test_fraction: share of the pool used as T when the dataset has no test split of its own.
         download: allow downloading in :meth:`prepare_data` (downloading presets only).
         augment: random crop and flip on training batches (paper-scale image presets).
-        num_workers: DataLoader workers, for loaders that fetch sample by sample (augmentation, wrappers);
-            in-memory batches are one gather and load in this process.
+        num_workers: DataLoader workers, for loaders that fetch sample by sample (wrappers); in-memory batches
+            are one gather (augmented: one crop of the batch) and load in this process.
     """
 
     name: ClassVar[str]
@@ -275,7 +295,7 @@ class UnlearningDataModule(L.LightningDataModule):
         return {"dataset": self.name, "forget_classes": list(self.forget_classes), "seed": self.seed,
                 "partition_hash": self.partition_hash, "split_hash": self.split_hash, "sizes": sizes}
 
-    def dataset(self, split: str, augment: bool = False) -> TensorImageDataset:
+    def dataset(self, split: str, augment: bool = False, augment_seed: int = 0) -> TensorImageDataset:
         idx = self.split_indices()[split]
         part = "test" if split.startswith("T") else "train"
         arrays = self._test if part == "test" else self._train
@@ -284,7 +304,7 @@ class UnlearningDataModule(L.LightningDataModule):
             fits = arrays.images.numel() * 4 <= self.hold_bytes
             self._held[part] = normalise(arrays.images, mean.view(-1, 1, 1), std.view(-1, 1, 1)) if fits else None
         return TensorImageDataset(arrays.images, arrays.labels, idx, mean, std, augment=augment,
-                                  normalised=self._held[part])
+                                  normalised=self._held[part], augment_seed=augment_seed)
 
     # -- loaders --------------------------------------------------------------------------------------
     def loader(self, data: str | Dataset, shuffle: bool, batch_size: int | None = None, stream: int = 0,
@@ -294,13 +314,13 @@ class UnlearningDataModule(L.LightningDataModule):
         A shuffled loader's order is fixed by (``seed``, ``stream``); ``seed`` defaults to the split seed.
         Pass a model's own seed so that models trained side by side do not share one batch order.
         """
-        if isinstance(data, str):
-            data = self.dataset(data, augment=self.augment and shuffle)
         order_seed = (self.seed if seed is None else seed) * 1009 + stream
+        if isinstance(data, str):  # the crops' generator: the loader's own, apart from its order's
+            data = self.dataset(data, augment=self.augment and shuffle, augment_seed=order_seed * 2 + 1)
         generator = torch.Generator().manual_seed(order_seed % (2**63)) if shuffle else None
-        # A batch of in-memory data is one gather in this process: workers would only add a copy between processes
-        # (the order and values do not depend on workers, which the sampler and its generator stay outside of).
-        batched = isinstance(data, TensorImageDataset) and not data.augment
+        # A batch of in-memory data is one gather (and, augmented, one crop of the batch) in this process: workers
+        # would only add a copy between processes, and each would draw from its own copy of the crops' generator.
+        batched = isinstance(data, TensorImageDataset)
         workers = 0 if batched else self.num_workers
         return DataLoader(data, batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),
                           shuffle=shuffle, generator=generator, num_workers=workers,

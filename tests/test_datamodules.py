@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from datamodules import DigitsDataModule, MethodData, MNIST5kDataModule, get_datamodule_class
-from datamodules.base import _crop_and_flip
+from datamodules.base import crop_and_flip
 
 
 @pytest.fixture(scope="module", params=[DigitsDataModule, MNIST5kDataModule], ids=["digits", "mnist5k"])
@@ -105,9 +105,9 @@ class _OldPerSample(torch.utils.data.Dataset):
     """A split fetched as before the batched fetch: one image normalised per ``__getitem__``, then ``default_collate``
     stacks the batch. Written out here, independent of ``TensorImageDataset``, as the reference."""
 
-    def __init__(self, dm, split, augment):
+    def __init__(self, dm, split):
         arrays = dm._test if split.startswith("T") else dm._train
-        self.images, self.labels, self.augment = arrays.images, arrays.labels, augment
+        self.images, self.labels = arrays.images, arrays.labels
         self.indices = dm.split_indices()[split]
         self.mean, self.std = torch.tensor(dm.mean).view(-1, 1, 1), torch.tensor(dm.std).view(-1, 1, 1)
 
@@ -119,43 +119,79 @@ class _OldPerSample(torch.utils.data.Dataset):
         x = self.images[j].float()
         if self.images.dtype == torch.uint8:
             x = x / 255.0
-        x = (x - self.mean) / self.std
-        return (_crop_and_flip(x) if self.augment else x), self.labels[j]
+        return (x - self.mean) / self.std, self.labels[j]
 
 
 @pytest.mark.parametrize("held", [True, False], ids=["held", "per-batch"])
-@pytest.mark.parametrize("augment", [False, True], ids=["plain", "augmented"])
-def test_fast_batches_equal_the_old_per_sample_batches(dm, augment, held):
+def test_fast_batches_equal_the_old_per_sample_batches(dm, held):
     """Same order, values and dtypes as the old per-sample DataLoader, epoch after epoch, with the images held
-    normalised or normalised per batch; augmentation keeps drawing from the global RNG sample by sample."""
+    normalised or normalised per batch."""
     module = dm.with_forget_classes(dm.forget_classes)
     module._held = {} if held else {"train": None, "test": None}
     for split, stream, make in [("D_r", 1, module.retain_dataloader), ("D_f", 2, module.forget_dataloader)]:
-        data = module.dataset(split, augment=augment)
+        data = module.dataset(split)
         assert (data.normalised is not None) is held
         fast = module.loader(data, shuffle=True, batch_size=32, seed=5, stream=stream)
 
         def old_loader(split=split, stream=stream):
-            return torch.utils.data.DataLoader(_OldPerSample(module, split, augment), batch_size=32, shuffle=True,
+            return torch.utils.data.DataLoader(_OldPerSample(module, split), batch_size=32, shuffle=True,
                                                generator=torch.Generator().manual_seed(5 * 1009 + stream))
 
         old = old_loader()
         for _epoch in range(3):  # later epochs check that the generator is consumed alike
-            torch.manual_seed(0)
-            fast_batches = list(fast)
-            torch.manual_seed(0)
-            old_batches = list(old)
+            fast_batches, old_batches = list(fast), list(old)
             assert len(fast_batches) == len(old_batches) == len(fast)
             for (x, y), (x_old, y_old) in zip(fast_batches, old_batches, strict=True):
                 assert torch.equal(x, x_old) and torch.equal(y, y_old)
                 assert x.dtype == x_old.dtype and y.dtype == y_old.dtype and x.is_contiguous()
-        if not augment:  # the loaders the methods get are the same loaders
-            for (x, y), (x_old, y_old) in zip(make(batch_size=32, seed=5), old_loader(), strict=True):
-                assert torch.equal(x, x_old) and torch.equal(y, y_old)
+        for (x, y), (x_old, y_old) in zip(make(batch_size=32, seed=5), old_loader(), strict=True):
+            assert torch.equal(x, x_old) and torch.equal(y, y_old)  # the loaders the methods get are the same
     x, y = module.dataset("T_r").tensors()
-    reference = _OldPerSample(module, "T_r", augment=False)
+    reference = _OldPerSample(module, "T_r")
     assert torch.equal(x, torch.stack([reference[i][0] for i in range(len(reference))]))
     assert torch.equal(y, torch.stack([reference[i][1] for i in range(len(reference))]))
+
+
+def test_batch_crops_and_flips_equal_an_image_by_image_computation():
+    """crop_and_flip on a batch against a loop over its images: pad each by 4 with zeros, slice the crop at the
+    drawn offsets, flip it where drawn; the draws are rows, columns, then flips, from the given generator."""
+    x = torch.randn(6, 3, 8, 8)
+    got = crop_and_flip(x, torch.Generator().manual_seed(11))
+    draws = torch.Generator().manual_seed(11)
+    rows, cols = torch.randint(0, 9, (6,), generator=draws), torch.randint(0, 9, (6,), generator=draws)
+    flips = torch.rand(6, generator=draws) < 0.5
+    padded = torch.zeros(6, 3, 16, 16)
+    padded[:, :, 4:12, 4:12] = x
+    for n in range(6):
+        crop = padded[n, :, rows[n]:rows[n] + 8, cols[n]:cols[n] + 8]
+        assert torch.equal(got[n], crop.flip(-1) if flips[n] else crop), n
+    assert flips.any() and not flips.all() and (rows != 4).any()  # the draws exercise flips and shifts
+
+
+def test_augmented_loaders_draw_from_their_own_generator_only():
+    """Two loaders of one seed give the same augmented batches whatever the global RNG does (so members of a group
+    each see their own fit's batches); another seed gives other crops; the global RNG is never drawn from; labels
+    and order are the plain loader's."""
+    module = DigitsDataModule(forget_classes=(3,), augment=True)
+    module.setup()
+    plain = module.with_forget_classes((3,))
+    plain.augment = False
+    first, second = (module.loader("D_r", shuffle=True, batch_size=64, seed=5) for _ in range(2))
+    other = module.loader("D_r", shuffle=True, batch_size=64, seed=6)
+    unaugmented = plain.loader("D_r", shuffle=True, batch_size=64, seed=5)
+    for _epoch in range(2):
+        torch.manual_seed(0)
+        before = torch.random.get_rng_state()
+        a = list(first)
+        assert torch.equal(torch.random.get_rng_state(), before)
+        torch.manual_seed(123)
+        b = list(second)
+        p = list(unaugmented)
+        for (xa, ya), (xb, yb), (_, yp) in zip(a, b, p, strict=True):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb) and torch.equal(ya, yp)
+        assert not any(torch.equal(xa, xp) for (xa, _), (xp, _) in zip(a, p, strict=True))  # really augmented
+    assert not torch.equal(next(iter(other))[0], next(iter(module.loader("D_r", shuffle=True, batch_size=64,
+                                                                          seed=5)))[0])
 
 
 def test_wrapped_datasets_keep_their_samples(dm):
@@ -174,8 +210,11 @@ def test_wrapped_datasets_keep_their_samples(dm):
 
 
 def test_in_memory_loaders_fetch_in_this_process():
-    """Workers only serve loaders that fetch per sample; a batch of in-memory data is one gather here."""
+    """Workers only serve loaders that fetch per sample (wrapped datasets); a batch of in-memory data is one gather
+    here, and one crop of the batch when augmented."""
     module = DigitsDataModule(forget_classes=(3,), num_workers=2, augment=True)
     module.setup()
-    assert module.loader("D_r", shuffle=False).num_workers == 0  # eval loaders do not augment
-    assert module.loader("D_r", shuffle=True).num_workers == 2  # per-sample crops
+    assert module.loader("D_r", shuffle=False).num_workers == 0
+    assert module.loader("D_r", shuffle=True).num_workers == 0  # augmented: crops drawn here, by the loader's own
+    wrapped = torch.utils.data.ConcatDataset([module.dataset("D_r"), module.dataset("D_f")])
+    assert module.loader(wrapped, shuffle=True).num_workers == 2

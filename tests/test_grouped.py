@@ -69,17 +69,16 @@ def test_group_equals_separate_fits(cell, name):
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
 def test_methods_that_cannot_group_say_why(cell, name):
-    assert group_refusal(cell.method(name), augment=False, fit=cell.fit) == REFUSED[name]
+    assert group_refusal(cell.method(name), fit=cell.fit) == REFUSED[name]
 
 
-def test_augmentation_dropout_and_devices_are_refused(cell):
+def test_dropout_devices_and_step_changing_settings_are_refused(cell):
     method = cell.method("ft")
-    assert "augmentation" in group_refusal(method, augment=True, fit=cell.fit)
-    assert "devices" in group_refusal(method, augment=False, fit=FitSettings(trainer_kwargs={"devices": 2}))
+    assert "devices" in group_refusal(method, fit=FitSettings(trainer_kwargs={"devices": 2}))
     bf16 = FitSettings(trainer_kwargs={"precision": "bf16-mixed"})
-    assert "precision" in group_refusal(method, augment=False, fit=bf16)
+    assert "precision" in group_refusal(method, fit=bf16)
     method.model = nn.Sequential(method.model, nn.Dropout(0.1))
-    assert "dropout" in group_refusal(method, augment=False, fit=cell.fit)
+    assert "dropout" in group_refusal(method, fit=cell.fit)
 
 
 def test_a_diverging_member_stops_alone(cell):

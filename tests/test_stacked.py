@@ -1,5 +1,6 @@
 """Training bank models as one group gives the models sequential fits give (benchmark.engine.stacked)."""
 
+import copy
 import dataclasses
 
 import pytest
@@ -33,8 +34,12 @@ def _pairs(bank, members, vectorise=False):
     return alone, grouped
 
 
-def test_group_equals_sequential_fits_weights_and_outputs(short, digits_dm, tmp_path):
-    bank = ModelBank(short, digits_dm, ModelCache(tmp_path))
+@pytest.mark.parametrize("augment", [False, True], ids=["plain", "augmented"])
+def test_group_equals_sequential_fits_weights_and_outputs(short, digits_dm, tmp_path, augment):
+    """Augmented too: each member's crops come from its own loader's generator, as in its own fit."""
+    dm = copy.copy(digits_dm)
+    dm.augment = augment
+    bank = ModelBank(short, dm, ModelCache(tmp_path))
     alone, grouped = _pairs(bank, [("original", 1), ("original", 2), ("original", 3)])
     atol = 0.0
     images, _ = digits_dm.dataset("T").tensors()
@@ -78,13 +83,12 @@ def test_models_that_cannot_be_stacked_exactly_are_refused():
         return build_model(name, num_classes=10, in_channels=1, image_size=8)
 
     one_cpu = FitSettings(trainer_kwargs={"accelerator": "cpu", "devices": 1})
-    assert stack_refusal(model("mlp"), augment=False, fit=one_cpu) is None
-    assert stack_refusal(model("small_cnn"), augment=False) is None  # grouped: exact
-    assert "batch statistics" in stack_refusal(model("small_cnn"), augment=False, vectorise=True)
-    assert "augmentation" in stack_refusal(model("mlp"), augment=True)
-    assert "devices" in stack_refusal(model("mlp"), augment=False, fit=FitSettings(trainer_kwargs={"devices": 2}))
+    assert stack_refusal(model("mlp"), fit=one_cpu) is None
+    assert stack_refusal(model("small_cnn")) is None  # grouped: exact
+    assert "batch statistics" in stack_refusal(model("small_cnn"), vectorise=True)
+    assert "devices" in stack_refusal(model("mlp"), fit=FitSettings(trainer_kwargs={"devices": 2}))
     dropout = torch.nn.Sequential(model("mlp"), torch.nn.Dropout(0.5))
-    assert "dropout" in stack_refusal(dropout, augment=False)
+    assert "dropout" in stack_refusal(dropout)
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ from benchmark.engine.preset import Preset
 from benchmark.engine.provenance import weights_key
 from benchmark.engine.stacked import choose_stacking, fit_stack, stack_refusal
 from benchmark.engine.training import fit_classifier, seeded_build
-from datamodules.base import UnlearningDataModule
+from datamodules.base import UnlearningDataModule, augmentation_key
 
 TRAINING_CODE_VERSION = 2  # bump when training code changes what a cached model would contain
 
@@ -56,7 +56,7 @@ class ModelBank:
     def _config(self, role: str, index: int) -> dict[str, Any]:
         config = {"role": role, "index": index, "dataset": self.dm.name, "partition": self.dm.partition_hash,
                   "model": self.preset.model, "recipe": self.preset.train.to_dict(),
-                  "augment": self.dm.augment, "seed": self.dm.seed, "code": TRAINING_CODE_VERSION,
+                  "augment": augmentation_key(self.dm.augment), "seed": self.dm.seed, "code": TRAINING_CODE_VERSION,
                   **model_layout(self.preset.model), **weights_key(self.fit)}  # several devices etc.: own keys
         if role == "retrained":
             config["forget_classes"] = list(self.dm.forget_classes)
@@ -73,7 +73,7 @@ class ModelBank:
         measured once per model, recipe, data and device and remembered in the cache (so that the same command
         finds the same models again), and ``vmap`` falls back to ``grouped`` for models it cannot stack."""
         mode = self.fit.stacking
-        if mode == "grouped" or stack_refusal(self.new_model(), augment=self.dm.augment, fit=self.fit,
+        if mode == "grouped" or stack_refusal(self.new_model(), fit=self.fit,
                                               vectorise=True):
             return "grouped"
         if mode == "vmap":
@@ -173,10 +173,10 @@ class ModelBank:
         of its own sequential fit and with the same arithmetic, so each ends bit for bit as that fit would
         (see :mod:`benchmark.engine.stacked`); it is stored exactly as :meth:`_get` would store it (same key, files
         and configuration), so later lookups load it and cached weights do not change. Models that cannot
-        be grouped exactly (augmentation, dropout, several devices: :func:`stack_refusal`) are left to the
+        be grouped exactly (dropout, several devices: :func:`stack_refusal`) are left to the
         usual one-by-one fit.
         """
-        if stack_refusal(self.new_model(), augment=self.dm.augment, fit=self.fit):
+        if stack_refusal(self.new_model(), fit=self.fit):
             return 0
         trained = 0
         for group in self.stackable():
@@ -195,7 +195,7 @@ class ModelBank:
         """The outputs of ``members`` (part of one of :meth:`groups`); those neither cached nor already
         evaluated are trained first as one group (exactly as alone, see :meth:`train_missing`), so a shard
         that owns part of the bank keeps the grouped fit."""
-        if not stack_refusal(self.new_model(), augment=self.dm.augment, fit=self.fit):
+        if not stack_refusal(self.new_model(), fit=self.fit):
             self._train_stack([m for m in members if not self._is_cached(*m) and not provider.has(self.key(*m))
                                and m != ("retrained", 0)])  # the oracle trains alone (stackable)
         return [self.outputs(provider, *m) for m in members]

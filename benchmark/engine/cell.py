@@ -44,7 +44,7 @@ from benchmark.engine.probe_records import ProbeRecords
 from benchmark.engine.provenance import provenance, weights_key
 from benchmark.report.store import finite_metrics
 from datamodules import get_datamodule_class
-from datamodules.base import MethodData, UnlearningDataModule
+from datamodules.base import MethodData, UnlearningDataModule, augmentation_key
 from methods.base import UnlearningMethod, get_method
 
 
@@ -112,7 +112,7 @@ def unlearn_together(methods: Sequence[UnlearningMethod], dm: UnlearningDataModu
 
     Training-free members are prepared only: a zero-epoch fit runs no step.
     """
-    refusal = group_refusal(methods[0], augment=dm.augment, fit=fit)
+    refusal = group_refusal(methods[0], fit=fit)
     if refusal:
         return False, f"separate: {refusal}"
     loaders = [prepare(method, dm)[0] for method in methods]
@@ -144,6 +144,7 @@ def preset_settings(preset: Preset) -> dict[str, Any]:
     # tuning: where tuning ran (the tuned values themselves enter each row through the method's hyperparameters)
     for key in ("name", "forget_classes", "seeds", "description", "root", "download", "tuning", "tuned"):
         settings.pop(key)
+    settings["augment"] = augmentation_key(settings["augment"])  # the scheme, for augmented presets
     return settings
 
 

@@ -20,10 +20,11 @@ Each member stays the fit it would be alone (the same contract as the bank's gro
 
 What cannot be grouped exactly is refused by :func:`group_refusal` (before the members are prepared) and
 :func:`loaders_refusal` (after), and the caller fits those members one by one: manual optimisation or phased
-loaders (SCRUB, UNSIR), hooks the group does not relay, randomness drawn
-from the global RNG during training (augmentation, dropout), several devices, and Trainer settings that change
-the optimisation step (precision, clipping, accumulation). A method may also opt out with ``groupable = False``
-(for example one whose ``training_step`` reads ``self.optimizers()``, which in a group are every member's).
+loaders (SCRUB, UNSIR), hooks the group does not relay, randomness drawn from the global RNG during
+training (dropout; augmentation draws from each loader's own generator), several devices, and Trainer
+settings that change the optimisation step (precision, clipping, accumulation). A method may also opt out
+with ``groupable = False`` (for example one whose ``training_step`` reads ``self.optimizers()``, which in a
+group are every member's).
 """
 
 from __future__ import annotations
@@ -55,12 +56,11 @@ STEP_CHANGING = {"precision": (None, 32, "32", "32-true"), "gradient_clip_val": 
                  "accumulate_grad_batches": (None, 1)}
 
 
-def group_refusal(method: UnlearningMethod, *, augment: bool, fit: FitSettings) -> str | None:
+def group_refusal(method: UnlearningMethod, *, fit: FitSettings) -> str | None:
     """Why copies of ``method`` cannot be fitted as one exact group, or None; known before any is prepared.
 
     Args:
         method: one member (its class, optimisation mode and model are read).
-        augment: whether the training data are augmented (per-sample crops draw from the global RNG).
         fit: the fit settings.
     """
     cls = type(method)
@@ -74,7 +74,7 @@ def group_refusal(method: UnlearningMethod, *, augment: bool, fit: FitSettings) 
     for key, plain in STEP_CHANGING.items():
         if fit.trainer_kwargs.get(key) not in plain:
             return f"--trainer {key}={fit.trainer_kwargs[key]} changes Lightning's optimisation step"
-    return stack_refusal(method.model, augment=augment, fit=fit)
+    return stack_refusal(method.model, fit=fit)
 
 
 def loaders_refusal(loaders: Sequence[object]) -> str | None:

@@ -67,18 +67,14 @@ RANDOM_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaD
 BATCH_STAT_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
-def stack_refusal(model: nn.Module, *, augment: bool, fit: FitSettings = DEFAULT_FIT,
-                  vectorise: bool = False) -> str | None:
+def stack_refusal(model: nn.Module, *, fit: FitSettings = DEFAULT_FIT, vectorise: bool = False) -> str | None:
     """Why models like ``model`` cannot be trained as an exact group (or stack), or None when they can.
 
     Args:
         model: one freshly built member.
-        augment: whether the training loader augments (random crops draw from the global RNG per sample).
         fit: the fit settings (several devices would shard each member's loader).
         vectorise: asking about the vectorised stack, which also refuses batch statistics.
     """
-    if augment:
-        return "augmentation draws from one global RNG stream, which grouped members would share"
     if any(isinstance(m, RANDOM_LAYERS) for m in model.modules()):
         return "dropout draws from one global RNG stream, which grouped members would share"
     if vectorise and any(isinstance(m, BATCH_STAT_LAYERS) for m in model.modules()):

@@ -158,7 +158,7 @@ def figure_b(preset: Preset, dm, cache, plan: PerfPlan) -> dict[str, float]:
     short = dataclasses.replace(preset, train=train, bank=Bank(references=0, shadows=plan.stack_size - 1))
     bank = ModelBank(short, dm, cache)
     members = bank.stackable()[0]  # the original and its in-shadows: all trained on D
-    refusal = stack_refusal(bank.new_model(), augment=dm.augment)
+    refusal = stack_refusal(bank.new_model())
 
     def build():
         return [seeded_build(bank.new_model, bank.member_seed(*m))() for m in members]
