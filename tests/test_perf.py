@@ -19,6 +19,7 @@ FIGURES = {
     "h": ["h_suite_s", "h_bare_s", "h_ratio", "h_max_weight_diff"],
     "j": ["j_model", "j_channels_last_s", "j_contiguous_s", "j_speedup", "j_layout"],
     "k": ["k_methods", "k_probes_s", "k_rest_s", "k_share", "k_parts_s", "k_bank_training_s"],
+    "l": ["l_batched_s", "l_per_sample_s", "l_speedup", "l_images", "l_batch_size"],
 }
 
 
@@ -47,6 +48,14 @@ def test_only_measures_the_named_figures(capsys):
     with pytest.raises(SystemExit) as exit_:  # an unknown figure is a usage error, before anything runs
         main(["perf", "--only", "z"])
     assert exit_.value.code == 2 and "unknown figure z" in capsys.readouterr().err
+
+
+def test_figure_l_times_one_epoch_of_augmented_batches_both_ways(capsys):
+    assert main(["perf", "--quick", "--json", "--threads", "1", "--only", "l"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["l_images"] == 2048 and figures["l_batch_size"] == 512
+    assert figures["l_batched_s"] > 0 and figures["l_per_sample_s"] > 0
+    assert figures["l_speedup"] == pytest.approx(figures["l_per_sample_s"] / figures["l_batched_s"])
 
 
 def test_figure_k_puts_the_probes_time_beside_the_rest_of_the_cell(capsys):

@@ -29,6 +29,10 @@ k. the probes that run models (the relearning and representation probes, :mod:`a
    of one cell (the preset's first forget classes, seed 0, ``--methods``, the bank trained beforehand in a fresh
    cache and not counted): ``k_probes_s`` (every row's probes on its own model, plus the oracle's and the
    null's once), ``k_rest_s`` (the rows' ``cell_s`` less the probes), ``k_share`` and ``k_parts_s`` per probe.
+l. augmented training batches (the paper-scale presets' random crop and flip) on CIFAR-shaped synthetic images:
+   one epoch of the suite's loader (a batch gathered, then cropped and flipped as one tensor operation from the
+   loader's own generator) against the per-sample path it replaced (each image cropped from the global RNG, then
+   collated): ``l_batched_s``, ``l_per_sample_s``, ``l_speedup``, ``l_images`` and ``l_batch_size``.
 
 Grid runs (d, e) happen in child processes, each with a fresh cache, so their peak memory is their own.
 """
@@ -70,11 +74,12 @@ class PerfPlan:
     fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
     grid_forget_classes: tuple[int, ...] | None = None  # None: the preset's
     grid_epochs: int | None = None  # None: the preset's recipe
+    augment_images: int = 45_000  # figure l: a CIFAR-10 training split's worth
 
     @classmethod
     def quick(cls) -> PerfPlan:
         return cls(stack_size=4, stack_epochs=1, repeats=1, bank_sizes=(2, 4), curve_epochs=1,
-                   fractions=(0.5, 1.0), grid_forget_classes=(3,), grid_epochs=1)
+                   fractions=(0.5, 1.0), grid_forget_classes=(3,), grid_epochs=1, augment_images=2048)
 
 
 def _best_of(repeats: int, run: Callable[[], Any]) -> tuple[float, Any]:
@@ -463,7 +468,48 @@ def _dataset_curve(preset: Preset, dm, plan: PerfPlan) -> dict[str, float]:
 
 
 # -- the command ----------------------------------------------------------------------------------------------------
-FIGURE_NAMES = ("a", "b", "c", "d", "e", "f", "g", "h", "j", "k")
+# -- l: augmented batches, batched against per sample --------------------------------------------------------------
+class _PerSampleCrops(torch.utils.data.Dataset):
+    """The per-sample augmentation the batched crop replaced: one image normalised, padded, cropped at offsets
+    from the global RNG and flipped at a time, for ``default_collate`` to stack."""
+
+    def __init__(self, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.images, self.mean, self.std = images, mean.view(-1, 1, 1), std.view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        x = (self.images[i].float() / 255.0 - self.mean) / self.std
+        padded = F.pad(x, (4, 4, 4, 4))
+        row, col = torch.randint(0, 9, (2,)).tolist()
+        x = padded[:, row:row + 32, col:col + 32]
+        return x.flip(-1) if torch.rand(()) < 0.5 else x
+
+
+def figure_l(plan: PerfPlan) -> dict[str, Any]:
+    from datamodules.base import TensorImageDataset, collate_batch
+
+    images = torch.randint(0, 256, (plan.augment_images, 3, 32, 32), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    labels = torch.zeros(len(images), dtype=torch.long)
+    mean, std = torch.tensor([0.49, 0.48, 0.45]), torch.tensor([0.25, 0.24, 0.26])
+    batched = TensorImageDataset(images, labels, torch.arange(len(images)).numpy(), mean, std, augment=True,
+                                 augment_seed=1)
+    batch = 512
+    loaders = {"batched": torch.utils.data.DataLoader(batched, batch_size=batch, shuffle=True,
+                                                      collate_fn=collate_batch),
+               "per_sample": torch.utils.data.DataLoader(_PerSampleCrops(images, mean, std), batch_size=batch,
+                                                         shuffle=True)}
+    seconds = {name: float("inf") for name in loaders}
+    for _ in range(plan.repeats):  # interleaved
+        for name, loader in loaders.items():
+            seconds[name] = min(seconds[name], _best_of(1, lambda loader=loader: sum(1 for _ in loader))[0])
+    return {"l_batched_s": seconds["batched"], "l_per_sample_s": seconds["per_sample"],
+            "l_speedup": seconds["per_sample"] / seconds["batched"], "l_images": len(images), "l_batch_size": batch}
+
+
+FIGURE_NAMES = ("a", "b", "c", "d", "e", "f", "g", "h", "j", "k", "l")
 
 
 def run_perf(preset_name: str, *, methods: str = "all", quick: bool = False, only: Sequence[str] = FIGURE_NAMES,
@@ -499,7 +545,8 @@ def run_perf(preset_name: str, *, methods: str = "all", quick: bool = False, onl
                  ("g", lambda: figure_g(methods, plan)),
                  ("h", lambda: figure_h(preset, dm, plan)),
                  ("j", lambda: figure_j(preset, dm, plan)),
-                 ("k", lambda: figure_k(preset, dm, methods, plan))]
+                 ("k", lambda: figure_k(preset, dm, methods, plan)),
+                 ("l", lambda: figure_l(plan))]
         for name, measure in steps:
             if name not in only:
                 continue
