@@ -102,7 +102,7 @@ class TensorImageDataset(Dataset):
         Without augmentation the batch holds exactly the values the per-sample path gives; it still reads as
         a sequence of samples, so any wrapper (``Subset``, ``ConcatDataset``) or ``default_collate`` works on
         it, and :func:`collate_batch` takes the stacked tensors back without re-stacking them. Augmented, the
-        whole batch is cropped and flipped at once, its offsets drawn in one call of the dataset's generator.
+        whole batch is cropped and flipped at once, its offsets and flips drawn from the dataset's own generator.
         """
         j = self.indices.index_select(0, torch.as_tensor(positions, dtype=torch.long))
         x = self._images(j)
