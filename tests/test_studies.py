@@ -1,5 +1,7 @@
 """The measured studies' own arithmetic, on hand-made records (the studies themselves train banks)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -46,8 +48,6 @@ def test_the_trw_study_reads_the_forget_samples_of_v_only():
 
 def test_the_readmes_derived_findings_are_what_the_findings_command_prints():
     """Every number the README's Findings add to leaderboard.md comes from `python -m benchmark.studies.findings`."""
-    from pathlib import Path
-
     from benchmark.report.stats import paired_difference
     from benchmark.report.store import read_rows
     from benchmark.studies.findings import PAIRS, ROWS, findings, per_cell
@@ -70,3 +70,20 @@ def test_the_readmes_derived_findings_are_what_the_findings_command_prints():
     assert f"{tilt[5].rstrip(',')} to {tilt[7][:-2]}" in readme  # min to max
     assert f"Spearman {tilt[-1]} on average" in readme
     assert f"{lines[2].split()[2]} minutes of cell time" in readme
+
+
+def test_the_readmes_robustness_claims_are_paired_against_their_nulls():
+    """Each probe claim the README makes is a method's per-cell score minus its cell's null mean, quoted with its
+    cluster-bootstrap interval, and the interval excludes zero (else no difference would be claimed)."""
+    from benchmark.report.stats import paired_difference
+    from benchmark.report.store import read_rows
+    from benchmark.studies.findings import AGAINST_NULL, ROWS, per_cell
+
+    root = Path(__file__).resolve().parents[1]
+    readme = " ".join((root / "README.md").read_text().split())
+    rows = read_rows(root / ROWS)
+    for method, key in AGAINST_NULL:
+        d = paired_difference(per_cell(rows, method, key), per_cell(rows, method, f"{key}_null_mean"))
+        assert d.cells == 30 and not d.ci_low <= 0 <= d.ci_high, (method, key)
+        quoted = f"{d.mean:+.2f} [{d.ci_low:.2f}, {d.ci_high:.2f}]"
+        assert quoted in readme, (method, key, quoted)

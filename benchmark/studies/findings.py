@@ -1,5 +1,6 @@
 """The README's derived findings, computed from committed rows: the paired comparisons it quotes beyond the
-leaderboard's "vs best" table, the mean null spreads and TRW's diagnostics.
+leaderboard's "vs best" table, the mean null spreads, TRW's diagnostics and the robustness probes against
+their nulls.
 
     python -m benchmark.studies.findings [--rows benchmark/results/digits/results.jsonl]
 
@@ -36,6 +37,10 @@ def per_cell(rows: list[dict], method: str, key: str) -> dict[tuple, float]:
     return {(r["seed"], tuple(r["forget_classes"])): value(r) for r in rows
             if r["method"] == method and r["status"] == "ok"}
 
+# the robustness probes' claims: a method's score against its own cell's null mean (what retrained models score)
+AGAINST_NULL = tuple((m, "relearn_FTA_k1") for m in ("unsc", "l2ul", "scar")) + (("sfron", "relearn_FTA_k10"),) + \
+    tuple((m, "repr_FTA") for m in ("l2ul", "unsc", "scar", "sfron", "uam"))
+
 
 def findings(rows: list[dict]) -> list[str]:
     """The lines the README's Findings quote, each computed here."""
@@ -52,6 +57,13 @@ def findings(rows: list[dict]) -> list[str]:
     lines.append(f"trw tilt_tv: mean {statistics.fmean(tilt):.3f} (min {min(tilt):.3f}, max {max(tilt):.3f}); "
                  f"similarity_redundancy: mean {statistics.fmean(d['similarity_redundancy'] for d in trw):.2f}")
     lines.append(f"cell time: {sum(r['diagnostics']['cell_s'] for r in rows) / 60:.0f} minutes over {len(rows)} rows")
+    for method, key in AGAINST_NULL:
+        own = per_cell(rows, method, key)
+        if not own:
+            continue
+        d = paired_difference(own, per_cell(rows, method, f"{key}_null_mean"))
+        lines.append(f"{method} {key} - its null: {d.mean:+.2f} [{d.ci_low:.2f}, {d.ci_high:.2f}] over {d.cells} "
+                     f"cells / {d.seeds} seeds, sign-flip p = {d.p:.3g}")
     return lines
 
 
