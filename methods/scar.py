@@ -19,7 +19,8 @@ minimises
 on a batch x_s of surrogate out-of-distribution images, where the teacher is the frozen original with its
 forget-class logits lowered to the batch's smallest logit, and surrogate images the teacher assigns to a
 forget class are left out. Training stops early, from the third epoch on, once the model's accuracy on D_f
-falls below ``target_accuracy`` (the paper's adaptive stop; checked after every step, as the code does).
+falls below ``target_accuracy`` (the paper's adaptive stop; checked after every step, as the code does: here at
+the start of the next step, before its update, so that a group of in-shadows can drop one member alone).
 
 Data. The surrogate set is a preset setting, ``surrogate``: ``"sample_images"`` (scikit-learn's two bundled
 photographs cut into random crops, datamodules/surrogate.py; the offline presets name it) or a directory
@@ -61,6 +62,7 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -203,9 +205,6 @@ class SCAR(TeacherStudentMethod):
     name = "scar"
     uses = frozenset({"retain", "forget"})  # D_r only for the class statistics (see the module docstring)
     teachers = ("teacher",)
-    # Each D_f batch is paired with several surrogate batches (ForgetWithSurrogate), which a group's one
-    # CombinedLoader cannot express, and the early stop ends each run at its own step.
-    groupable = False
     # The authors' CIFAR-10 class-removal command (lr 1e-3, 10 epochs, lambda_2 0.1, T 2).
     search_space = {
         "lr": LogUniform(1e-4, 1e-2, published=1e-3),
@@ -237,7 +236,7 @@ class SCAR(TeacherStudentMethod):
         self.surrogates: Tensor | None = None
         self.forget_x: Tensor | None = None  # D_f and its labels, for the early stop
         self.forget_y: Tensor | None = None
-        self.stopped_early_at: int | None = None  # the global step the early stop ended training at
+        self.stopped_early_at: tuple[int, int] | None = None  # (epoch, batch) of the step the early stop skipped
 
     def prepare(self, data: MethodData) -> None:
         """Class Gaussians from the original's D_r features; each D_f sample's nearest wrong class; the surrogates."""
@@ -259,7 +258,9 @@ class SCAR(TeacherStudentMethod):
         forget = data.loader(TensorDataset(self.forget_x, self.nearest), batch_size=bs, stream=3)
         surrogate = data.loader(TensorDataset(self.surrogates, torch.zeros(len(self.surrogates), dtype=torch.long)),
                                 batch_size=bs, stream=5)
-        return ForgetWithSurrogate(forget, surrogate, self.hparams.surrogate_steps)
+        # one CombinedLoader, so that a group of in-shadows iterates every member's pairs as their own fits do
+        return CombinedLoader(ForgetWithSurrogate(forget, surrogate, self.hparams.surrogate_steps),
+                              mode="max_size_cycle")
 
     def on_train_start(self) -> None:
         super().on_train_start()
@@ -267,6 +268,12 @@ class SCAR(TeacherStudentMethod):
 
     def training_step(self, batch, batch_idx):
         h = self.hparams
+        if self._checks_stop(batch_idx) and self._forget_accuracy() < h.target_accuracy:
+            # the weights the previous step left, which its own end-of-step check would have stopped at; a group
+            # of in-shadows drops only this member (benchmark/engine/grouped.py)
+            self.stopped_early_at = (self.current_epoch, batch_idx)  # a group's global_step is not a member's
+            self.trainer.should_stop = True
+            return None
         x_f, nearest = batch["forget"]
         distances = mahalanobis_sq(self.model.features(x_f), self.gaussians, h.delta)
         pull = distances.gather(1, self._class_index(nearest)[:, None]).mean()
@@ -282,13 +289,14 @@ class SCAR(TeacherStudentMethod):
         lookup[list(self.gaussians.classes)] = torch.arange(len(self.gaussians.classes), device=classes.device)
         return lookup[classes]
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        """The adaptive stop: from the third epoch (the code's ``epoch > 1``), stop once D_f accuracy < target."""
-        if self.current_epoch < 2 or self.diverged:
-            return
-        with torch.no_grad(), evaluating(self.model):
+    def _checks_stop(self, batch_idx: int) -> bool:
+        """Whether the previous step was one the adaptive stop checks after: from the third epoch (the code's
+        ``epoch > 1``) on, so not before the first step of all nor before the third epoch's first step."""
+        return not self.diverged and (self.current_epoch > 2 or (self.current_epoch == 2 and batch_idx > 0))
+
+    @torch.no_grad()
+    def _forget_accuracy(self) -> float:
+        with evaluating(self.model):
             predictions = torch.cat([self.model(self.forget_x[i:i + 1024].to(self.device)).argmax(dim=1).cpu()
                                      for i in range(0, len(self.forget_x), 1024)])
-        if (predictions == self.forget_y).float().mean().item() < self.hparams.target_accuracy:
-            self.stopped_early_at = self.global_step
-            self.trainer.should_stop = True
+        return (predictions == self.forget_y).float().mean().item()

@@ -21,7 +21,7 @@ from benchmark.engine.outputs import OutputsProvider
 from methods.base import method_names
 
 REFUSED = {"scrub": "it optimises manually", "unsir": "unsir declares groupable = False",
-           "scar": "scar declares groupable = False", "sfron": "it optimises manually"}
+           "sfron": "it optimises manually"}
 # Checked in the default run: each kind of step the group relays (plain loss; relabelled data; hooks and
 # masked gradients; a custom training_step with teachers; the similarity-tilted target; training-free).
 # The others run with `pytest -m slow`.
@@ -90,3 +90,26 @@ def test_a_diverging_member_stops_alone(cell):
     assert grouped and members[0].diverged and not members[1].diverged
     assert members[1].weights_finite()
     assert not torch.equal(_state(members[1].model)["head.weight"], cell.bank.shadow(2)[0].state_dict()["head.weight"])
+
+
+def test_scar_members_stop_early_on_their_own_steps(digits_preset, digits_dm, digits_bank):
+    """SCAR's adaptive stop (D_f accuracy under a target, from the third epoch) drops one member of a group at the
+    step its own fit stops at, and the other trains on: the grouped in-shadows end where their own fits end."""
+    scar = dict(digits_preset.methods["scar"], epochs=6, lr=3e-4, target_accuracy=0.05)
+    preset = dataclasses.replace(digits_preset, methods={**digits_preset.methods, "scar": scar})
+    cell = Cell(preset, digits_dm, digits_bank, OutputsProvider(digits_dm))
+    alone, stops = [], []
+    for index in (1, 2):
+        method = cell.method("scar", cell.bank.shadow(index)[0], index)
+        unlearn(method, cell.dm)
+        alone.append(_state(method.model))
+        stops.append(method.stopped_early_at)
+    # the stop fired in both fits, before their last epoch, at different steps (digits, class 3: (4, 6), (2, 5))
+    assert all(stop is not None and 2 <= stop[0] < 5 for stop in stops) and stops[0] != stops[1], stops
+    members = [cell.method("scar", cell.bank.shadow(index)[0], index) for index in (1, 2)]
+    grouped, note = unlearn_together(members, cell.dm, fit=cell.fit, labels=["one", "two"], description="scar")
+    assert (grouped, note) == (True, "grouped")
+    assert [member.stopped_early_at for member in members] == stops
+    for expected, member in zip(alone, members, strict=True):
+        got = _state(member.model)
+        assert all(torch.equal(got[key], expected[key]) for key in expected)

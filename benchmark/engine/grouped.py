@@ -16,7 +16,9 @@ Each member stays the fit it would be alone (the same contract as the bank's gro
   backward, ``on_before_optimizer_step``, the optimiser's step; the per-epoch schedules step at each epoch's
   end. Only the member's own tensors enter its arithmetic, so it ends bit for bit where its own fit ends
   (``tests/test_grouped.py`` checks every built-in method that groups);
-- a member whose loss is not finite stops, as its own fit would, while the others go on.
+- a member whose loss is not finite stops, as its own fit would, while the others go on; so does a member whose
+  ``training_step`` returns None having set ``trainer.should_stop`` (an early stop checked before the step's
+  update: SCAR, L2UL).
 
 What cannot be grouped exactly is refused by :func:`group_refusal` (before the members are prepared) and
 :func:`loaders_refusal` (after), and the caller fits those members one by one: manual optimisation or phased
@@ -149,8 +151,8 @@ class MethodGroup(L.LightningModule):
             stop = self.trainer.should_stop
             member._current_fx_name = "training_step"  # its EpochMean logs through it
             loss = member.training_step(member_batch, batch_idx)
-            # not finite (on any rank: UnlearningMethod.checked agrees it across ranks): the member stops, as its
-            # own fit would; the group goes on
+            # not finite (on any rank: UnlearningMethod.checked agrees it across ranks) or stopped early before this
+            # step's update: the member stops, as its own fit would; the group goes on
             if loss is None:
                 self.active[k] = False
                 self.trainer.should_stop = stop
